@@ -1,0 +1,377 @@
+"""The human side of RewardLab: projects, the conversation tree, tasks, leases and raw judgements.
+
+Every labeler's raw judgement is kept (never only an aggregate). What must never happen is a database
+constraint, not only a Python check: a second lease of one task by one labeler, a double submit, a ranking K
+outside 2..9, a rating outside 1..7, an assistant message with no parent, a message with two authors.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+
+# InstructGPT's metadata flags (Ouyang et al. 2022, appendix B); a project may configure its own list.
+DEFAULT_FLAGS: list[dict[str, str]] = [
+    {"key": "fails_instruction", "label": "Fails to follow the instruction"},
+    {"key": "hallucination", "label": "Makes up facts"},
+    {"key": "harmful_advice", "label": "Harmful or unsafe advice"},
+    {"key": "sexual_violent", "label": "Sexual or violent content"},
+    {"key": "denigrates_protected_class", "label": "Denigrates a protected class"},
+    {"key": "expresses_opinion", "label": "Expresses an opinion or moral judgement it should not"},
+    {"key": "inappropriate_for_assistant", "label": "Inappropriate for a customer assistant"},
+]
+
+
+def default_flags() -> list[dict[str, str]]:
+    return [dict(flag) for flag in DEFAULT_FLAGS]
+
+
+def default_import_task_kinds() -> list[str]:
+    return ["demonstrate", "rank"]
+
+
+class TaskKind(models.TextChoices):
+    DEMONSTRATE = "demonstrate", "Demonstration"
+    RANK = "rank", "Ranking"
+    COMPARE = "compare", "A/B comparison"
+    RATE = "rate", "Rating"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    guidelines = models.TextField(blank=True, help_text="Labeling guidelines in Markdown, shown to labelers.")
+    is_active = models.BooleanField(default=True)
+
+    # How many distinct labelers each task kind needs (overlap).
+    overlap_demonstrate = models.PositiveSmallIntegerField(default=1)
+    overlap_rank = models.PositiveSmallIntegerField(default=2)
+    overlap_compare = models.PositiveSmallIntegerField(default=3)
+    overlap_rate = models.PositiveSmallIntegerField(default=1)
+    ranking_k = models.PositiveSmallIntegerField(
+        default=4, help_text="How many candidates a ranking task shows (2 to 9)."
+    )
+    flags = models.JSONField(default=default_flags, blank=True, help_text='A list of {"key", "label"}.')
+    import_task_kinds = models.JSONField(
+        default=default_import_task_kinds,
+        blank=True,
+        help_text="Which task kinds an import creates: demonstrate, rank, compare, rate.",
+    )
+    lease_minutes = models.PositiveIntegerField(default=30, help_text="How long a labeler holds a task.")
+
+    # Retraining thresholds (the scheduled cycle reads these).
+    retrain_enabled = models.BooleanField(default=False)
+    retrain_min_comparisons = models.PositiveIntegerField(default=200)
+    retrain_min_demonstrations = models.PositiveIntegerField(default=100)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("label", "Can work through labeling queues"),
+            ("view_data", "Can browse datasets, metrics and exports"),
+            ("manage_project", "Can manage projects, imports, models and retraining"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(ranking_k__gte=2, ranking_k__lte=9), name="project_ranking_k_2_to_9"),
+            models.CheckConstraint(
+                condition=Q(overlap_demonstrate__gte=1, overlap_rank__gte=1, overlap_compare__gte=1, overlap_rate__gte=1),
+                name="project_overlap_at_least_one",
+            ),
+            models.CheckConstraint(condition=Q(lease_minutes__gte=1), name="project_lease_at_least_one_minute"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def overlap_for(self, kind: str) -> int:
+        return getattr(self, f"overlap_{TaskKind(kind).value}")
+
+    @property
+    def flag_keys(self) -> list[str]:
+        return [flag["key"] for flag in self.flags]
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if not isinstance(self.flags, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("key"), str) and f["key"] and isinstance(f.get("label"), str)
+            for f in self.flags
+        ):
+            errors["flags"] = 'Flags must be a list of objects with a non-empty "key" and a "label".'
+        elif len({f["key"] for f in self.flags}) != len(self.flags):
+            errors["flags"] = "Flag keys must be unique."
+        kinds = self.import_task_kinds
+        if not isinstance(kinds, list) or any(k not in TaskKind.values for k in kinds):
+            errors["import_task_kinds"] = f"Each entry must be one of: {', '.join(TaskKind.values)}."
+        if errors:
+            raise ValidationError(errors)
+
+
+class ImportSource(models.Model):
+    """One imported file: the provenance of the messages (and, later, judgements) it brought in."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_sources")
+    name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    row_count = models.PositiveIntegerField(default=0)
+    stats = models.JSONField(default=dict, blank=True)
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.sha256[:12]})"
+
+
+class Role(models.TextChoices):
+    SYSTEM = "system", "System"
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+
+
+class Message(models.Model):
+    """A node of a conversation tree. A prompt is a path ending in a user message; its assistant children are
+    the candidates; a human-written assistant child is a demonstration."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="messages")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    text = models.TextField()
+    depth = models.PositiveSmallIntegerField(default=0)
+    # Content address of the path from the root to this node: the same conversation imported twice is
+    # recognised and not duplicated.
+    path_hash = models.CharField(max_length=64, db_index=True)
+    author_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+    )
+    author_model = models.ForeignKey(
+        "rewardlab.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+    )
+    author_import = models.ForeignKey(
+        ImportSource, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="message_role_valid"),
+            models.CheckConstraint(condition=~Q(text=""), name="message_text_not_empty"),
+            models.CheckConstraint(
+                condition=~Q(role=Role.ASSISTANT) | Q(parent__isnull=False), name="message_assistant_has_parent"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(author_user__isnull=False, author_model__isnull=True, author_import__isnull=True)
+                    | Q(author_user__isnull=True, author_model__isnull=False, author_import__isnull=True)
+                    | Q(author_user__isnull=True, author_model__isnull=True, author_import__isnull=False)
+                ),
+                name="message_exactly_one_author",
+            ),
+            # Imported and generated text is deduplicated per path; two people may write the same reply.
+            models.UniqueConstraint(
+                fields=["project", "path_hash"],
+                condition=Q(author_user__isnull=True),
+                name="message_unique_path_per_project",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:60]}"
+
+    @property
+    def author_label(self) -> str:
+        if self.author_user_id:
+            return "human"
+        if self.author_model_id:
+            return "model"
+        return "import"
+
+
+class Task(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    kind = models.CharField(max_length=16, choices=TaskKind.choices)
+    anchor = models.ForeignKey(
+        Message, on_delete=models.PROTECT, related_name="anchored_tasks", help_text="The last user message."
+    )
+    candidates = models.ManyToManyField(Message, through="TaskCandidate", related_name="candidate_in_tasks")
+    # Hash of the ordered candidate ids: the same task is never created twice.
+    candidates_key = models.CharField(max_length=64)
+    required_labelers = models.PositiveSmallIntegerField(default=1)
+    priority = models.FloatField(default=0.0, help_text="Higher is served first; ties break by age.")
+    gold_answer = models.JSONField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    origin_run = models.ForeignKey(
+        "rewardlab.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+    )
+    origin_import = models.ForeignKey(
+        ImportSource, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-priority", "created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=TaskKind.values), name="task_kind_valid"),
+            models.CheckConstraint(condition=Q(required_labelers__gte=1), name="task_required_labelers_positive"),
+            models.UniqueConstraint(
+                fields=["project", "kind", "anchor", "candidates_key"], name="task_unique_per_anchor_and_candidates"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "kind", "is_active", "-priority", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def is_gold(self) -> bool:
+        return self.gold_answer is not None
+
+
+class TaskCandidate(models.Model):
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="task_candidates")
+    message = models.ForeignKey(Message, on_delete=models.PROTECT, related_name="+")
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["task", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "position"], name="task_candidate_unique_position"),
+            models.UniqueConstraint(fields=["task", "message"], name="task_candidate_unique_message"),
+        ]
+
+
+class AssignmentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUBMITTED = "submitted", "Submitted"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Expired"
+    RELEASED = "released", "Released"
+
+
+class Assignment(models.Model):
+    """One labeler's lease on one task. A labeler leases a task at most once, ever."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assignments")
+    status = models.CharField(max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE)
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-leased_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "labeler"], name="assignment_unique_task_labeler"),
+            models.CheckConstraint(condition=Q(expires_at__gt=F("leased_at")), name="assignment_expires_after_lease"),
+            models.CheckConstraint(condition=Q(status__in=AssignmentStatus.values), name="assignment_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["task", "status"]),
+            models.Index(fields=["status", "expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} leased by {self.labeler}"
+
+
+class Annotation(models.Model):
+    """Common fields of every raw judgement. A judgement comes from a labeler through an assignment, or from
+    an imported file (then it has an import source instead of a labeler)."""
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="+")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    assignment = models.OneToOneField(
+        Assignment, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    import_source = models.ForeignKey(
+        ImportSource, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    client_token = models.CharField(max_length=64, help_text="Unique per submission: a double submit is harmless.")
+    shown_order = models.JSONField(default=list, blank=True, help_text="Candidate message ids as shown.")
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def provenance_constraints(cls, prefix: str) -> list[models.BaseConstraint]:
+        return [
+            models.CheckConstraint(
+                condition=(
+                    Q(labeler__isnull=False, assignment__isnull=False, import_source__isnull=True)
+                    | Q(labeler__isnull=True, assignment__isnull=True, import_source__isnull=False)
+                ),
+                name=f"{prefix}_labeler_xor_import",
+            ),
+            models.UniqueConstraint(fields=["labeler", "client_token"], name=f"{prefix}_unique_client_token"),
+        ]
+
+
+class Demonstration(Annotation):
+    """The labeler's ideal assistant reply; the reply itself is a human-authored assistant Message."""
+
+    message = models.OneToOneField(Message, on_delete=models.PROTECT, related_name="demonstration")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = Annotation.provenance_constraints("demonstration")
+
+
+class Ranking(Annotation):
+    """Candidates ordered best to worst in tiers: [[d], [c], [a, b]] means D > C > A = B."""
+
+    tiers = models.JSONField(help_text="Ordered tiers of candidate message ids, best first.")
+    none_acceptable = models.BooleanField(default=False)
+    candidate_flags = models.JSONField(default=dict, blank=True, help_text="{message id: [flag keys]}")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = Annotation.provenance_constraints("ranking")
+
+
+class Comparison(Annotation):
+    """A/B judgement. `choice` is signed: -4..-1 A better (4 = much better), 0 about the same, 1..4 B better."""
+
+    candidate_a = models.ForeignKey(Message, on_delete=models.PROTECT, related_name="+")
+    candidate_b = models.ForeignKey(Message, on_delete=models.PROTECT, related_name="+")
+    choice = models.SmallIntegerField()
+    both_bad = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            *Annotation.provenance_constraints("comparison"),
+            models.CheckConstraint(condition=Q(choice__gte=-4, choice__lte=4), name="comparison_choice_in_scale"),
+            models.CheckConstraint(condition=~Q(candidate_a=F("candidate_b")), name="comparison_distinct_candidates"),
+        ]
+
+
+class Rating(Annotation):
+    """A 1-7 overall score of one reply, with the project's flags."""
+
+    candidate = models.ForeignKey(Message, on_delete=models.PROTECT, related_name="+")
+    score = models.PositiveSmallIntegerField()
+    flags = models.JSONField(default=list, blank=True)
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            *Annotation.provenance_constraints("rating"),
+            models.CheckConstraint(condition=Q(score__gte=1, score__lte=7), name="rating_score_1_to_7"),
+        ]

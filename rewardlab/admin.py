@@ -1,0 +1,26 @@
+from django.contrib import admin
+
+from rewardlab.models import DatasetSnapshot, ModelVersion, TrainingRun
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "project", "base_model", "status", "created_at", "promoted_at"]
+    list_filter = ["project", "kind", "status"]
+    raw_id_fields = ["parent"]
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "kind", "status", "progress_step", "progress_total", "created_at"]
+    list_filter = ["project", "kind", "status"]
+    raw_id_fields = ["snapshot", "base_version", "reward_version", "output_version"]
+
+
+@admin.register(DatasetSnapshot)
+class DatasetSnapshotAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "content_hash", "created_at"]
+    list_filter = ["project"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
