@@ -44,6 +44,7 @@ demo: install
 	PORT=$(PORT) PY=$(PY) bash scripts/demo.sh
 
 test: install-test
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 lint: install-test

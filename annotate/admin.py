@@ -112,7 +112,9 @@ def _role_action(role: RoleName):
     def action(modeladmin, request, queryset):
         for user in queryset:
             services.user_set_roles(user=user, roles=[role])
-        modeladmin.message_user(request, f"{queryset.count()} user(s) now have the {role.value} role.", messages.SUCCESS)
+        modeladmin.message_user(
+            request, f"{queryset.count()} user(s) now have the {role.value} role.", messages.SUCCESS
+        )
 
     action.__name__ = f"make_{role.value}"
     action.short_description = f"Set role: {role.value}"

@@ -13,6 +13,7 @@ reported with its line number and field; callers import nothing when any line is
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -199,7 +200,7 @@ def _split_hh(transcript: object, name: str, limits: Limits) -> tuple[Turn, ...]
     for speaker, text in zip(parts[1::2], parts[2::2], strict=True):
         role = "user" if speaker == "Human" else "assistant"
         turns.append(Turn(role, _text(text, name, limits)))
-    for previous, current in zip(turns, turns[1:]):
+    for previous, current in itertools.pairwise(turns):
         if previous.role == current.role:
             raise _LineError(name, f"two {current.role} turns in a row")
     if len(turns) < 2 or turns[-1].role != "assistant":
@@ -221,6 +222,11 @@ def _text(value: object, name: str, limits: Limits) -> str:
 
 def _type_name(value: object) -> str:
     return {
-        dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
-        bool: "a boolean", type(None): "null",
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "null",
     }.get(type(value), type(value).__name__)

@@ -80,7 +80,9 @@ class Project(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(ranking_k__gte=2, ranking_k__lte=9), name="project_ranking_k_2_to_9"),
             models.CheckConstraint(
-                condition=Q(overlap_demonstrate__gte=1, overlap_rank__gte=1, overlap_compare__gte=1, overlap_rate__gte=1),
+                condition=Q(
+                    overlap_demonstrate__gte=1, overlap_rank__gte=1, overlap_compare__gte=1, overlap_rate__gte=1
+                ),
                 name="project_overlap_at_least_one",
             ),
             models.CheckConstraint(condition=Q(lease_minutes__gte=1), name="project_lease_at_least_one_minute"),
@@ -250,6 +252,9 @@ class TaskCandidate(models.Model):
             models.UniqueConstraint(fields=["task", "message"], name="task_candidate_unique_message"),
         ]
 
+    def __str__(self) -> str:
+        return f"candidate {self.position} of task #{self.task_id}"
+
 
 class AssignmentStatus(models.TextChoices):
     ACTIVE = "active", "Active"
@@ -294,12 +299,8 @@ class Annotation(models.Model):
     labeler = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    assignment = models.OneToOneField(
-        Assignment, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    import_source = models.ForeignKey(
-        ImportSource, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
+    assignment = models.OneToOneField(Assignment, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    import_source = models.ForeignKey(ImportSource, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     client_token = models.CharField(max_length=64, help_text="Unique per submission: a double submit is harmless.")
     shown_order = models.JSONField(default=list, blank=True, help_text="Candidate message ids as shown.")
     time_spent_ms = models.PositiveIntegerField(default=0)
@@ -307,6 +308,10 @@ class Annotation(models.Model):
 
     class Meta:
         abstract = True
+
+    def describe(self) -> str:
+        who = f"labeler #{self.labeler_id}" if self.labeler_id else f"import #{self.import_source_id}"
+        return f"{type(self).__name__.lower()} of task #{self.task_id} by {who}"
 
     @classmethod
     def provenance_constraints(cls, prefix: str) -> list[models.BaseConstraint]:
@@ -331,6 +336,9 @@ class Demonstration(Annotation):
         ordering = ["-created_at"]
         constraints = Annotation.provenance_constraints("demonstration")
 
+    def __str__(self) -> str:
+        return self.describe()
+
 
 class Ranking(Annotation):
     """Candidates ordered best to worst in tiers: [[d], [c], [a, b]] means D > C > A = B."""
@@ -342,6 +350,9 @@ class Ranking(Annotation):
     class Meta:
         ordering = ["-created_at"]
         constraints = Annotation.provenance_constraints("ranking")
+
+    def __str__(self) -> str:
+        return self.describe()
 
 
 class Comparison(Annotation):
@@ -360,6 +371,9 @@ class Comparison(Annotation):
             models.CheckConstraint(condition=~Q(candidate_a=F("candidate_b")), name="comparison_distinct_candidates"),
         ]
 
+    def __str__(self) -> str:
+        return self.describe()
+
 
 class Rating(Annotation):
     """A 1-7 overall score of one reply, with the project's flags."""
@@ -375,3 +389,6 @@ class Rating(Annotation):
             *Annotation.provenance_constraints("rating"),
             models.CheckConstraint(condition=Q(score__gte=1, score__lte=7), name="rating_score_1_to_7"),
         ]
+
+    def __str__(self) -> str:
+        return self.describe()

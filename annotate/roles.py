@@ -36,9 +36,7 @@ def _role_permissions(role: RoleName) -> list[Permission]:
     if role is RoleName.LABELER:
         return list(perms.filter(content_type__app_label="annotate", codename="label"))
     if role is RoleName.RESEARCHER:
-        return list(
-            perms.filter(content_type__app_label__in=_MANAGED_APPS, codename__startswith="view_")
-        )
+        return list(perms.filter(content_type__app_label__in=_MANAGED_APPS, codename__startswith="view_"))
     # Admins: everything on the project's own models, plus managing users and their tokens.
     own = perms.filter(content_type__app_label__in=_MANAGED_APPS)
     users = perms.filter(content_type__app_label="auth", content_type__model__in=["user", "group"])

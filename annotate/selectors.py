@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -69,12 +69,7 @@ class ProjectQueue:
 def labeler_queues(*, labeler, now: datetime | None = None) -> list[ProjectQueue]:
     """For the labeler's home page: per active project, how many tasks of each kind wait for them."""
     now = now or timezone.now()
-    rows = (
-        tasks_available_to(labeler=labeler, now=now)
-        .order_by()
-        .values("project_id", "kind")
-        .annotate(n=Count("id"))
-    )
+    rows = tasks_available_to(labeler=labeler, now=now).order_by().values("project_id", "kind").annotate(n=Count("id"))
     counts: dict[int, dict[str, int]] = defaultdict(lambda: {kind: 0 for kind in TaskKind.values})
     for row in rows:
         counts[row["project_id"]][row["kind"]] = row["n"]
@@ -114,6 +109,29 @@ class ProjectOverview:
             (kind.label, self.tasks_by_kind[kind], self.annotations_by_kind[kind], self.project.overlap_for(kind))
             for kind in TaskKind
         ]
+
+
+def _count_of(model, path: str = "project") -> Subquery:
+    return Coalesce(
+        Subquery(
+            model.objects.filter(**{path: OuterRef("pk")}).order_by().values(path).annotate(n=Count("id")).values("n"),
+            output_field=IntegerField(),
+        ),
+        0,
+    )
+
+
+def projects_with_counts() -> QuerySet[Project]:
+    """Active projects with `task_count` and `judgement_count`, in one query."""
+    judgements = sum(
+        (_count_of(model, "task__project") for model in (Demonstration, Ranking, Comparison, Rating)),
+        start=Value(0),
+    )
+    return (
+        Project.objects.filter(is_active=True)
+        .annotate(task_count=_count_of(Task), judgement_count=judgements)
+        .order_by("name")
+    )
 
 
 def project_overview(*, project: Project) -> ProjectOverview:

@@ -21,7 +21,7 @@ def home(request):
     if user_has_role(request.user, RoleName.LABELER):
         context["queues"] = selectors.labeler_queues(labeler=request.user)
     if user_has_role(request.user, RoleName.RESEARCHER):
-        context["projects"] = Project.objects.filter(is_active=True).order_by("name")
+        context["projects"] = selectors.projects_with_counts()
     return render(request, "annotate/home.html", context)
 
 
@@ -49,6 +49,8 @@ def project_import(request, slug: str):
             messages.success(request, f"Imported {upload.name}: {result.summary()}.")
             return redirect("annotate:project_overview", slug=project.slug)
     return render(
-        request, "annotate/project_import.html", {"project": project, "form": form, "problems": problems},
+        request,
+        "annotate/project_import.html",
+        {"project": project, "form": form, "problems": problems},
         status=400 if problems else 200,
     )

@@ -25,9 +25,7 @@ class ModelVersion(models.Model):
     kind = models.CharField(max_length=16, choices=ModelKind.choices)
     version = models.PositiveIntegerField(help_text="1, 2, 3… per project and kind.")
     base_model = models.CharField(max_length=500, help_text="Hugging Face name, local path or embedded:<name>.")
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     artifact_path = models.CharField(max_length=1000, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=ModelStatus.choices, default=ModelStatus.READY)
@@ -111,15 +109,21 @@ class TrainingRun(models.Model):
     kind = models.CharField(max_length=16, choices=RunKind.choices)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     config = models.JSONField(default=dict, blank=True)
-    snapshot = models.ForeignKey(
-        DatasetSnapshot, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
-    )
+    snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
     base_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs_from",
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs_from",
         help_text="The version this run starts from (the policy for PPO/DPO/sampling).",
     )
     reward_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs_scored_by",
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs_scored_by",
         help_text="The reward model PPO optimises against.",
     )
     output_version = models.OneToOneField(

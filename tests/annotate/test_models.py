@@ -14,8 +14,8 @@ from annotate.models import (
     ImportSource,
     Message,
     Project,
-    Rating,
     Ranking,
+    Rating,
     Task,
 )
 from tests.conftest import jsonl
@@ -65,7 +65,9 @@ def test_one_judgement_per_assignment_and_client_tokens_are_unique_per_labeler(r
     a, b = rank_task.candidates.all()[:2]
 
     def rank(token, assignment=assignment):
-        Ranking.objects.create(task=rank_task, labeler=labeler, assignment=assignment, client_token=token, tiers=[[a.id], [b.id]])
+        Ranking.objects.create(
+            task=rank_task, labeler=labeler, assignment=assignment, client_token=token, tiers=[[a.id], [b.id]]
+        )
 
     rank("tok-1")
     refused(lambda: rank("tok-2"))  # a second judgement on the same lease
@@ -74,9 +76,11 @@ def test_one_judgement_per_assignment_and_client_tokens_are_unique_per_labeler(r
     )
     second_task = Task.objects.get(anchor__text="Q2", kind="rank")
     assert other.rows == 1
-    refused(lambda: Ranking.objects.create(
-        task=second_task, labeler=labeler, assignment=lease(second_task, labeler), client_token="tok-1", tiers=[]
-    ))
+    refused(
+        lambda: Ranking.objects.create(
+            task=second_task, labeler=labeler, assignment=lease(second_task, labeler), client_token="tok-1", tiers=[]
+        )
+    )
 
 
 def test_a_judgement_has_a_labeler_or_an_import_source_never_both_or_neither(rank_task, labeler):
@@ -84,36 +88,66 @@ def test_a_judgement_has_a_labeler_or_an_import_source_never_both_or_neither(ran
     source = ImportSource.objects.get()
     a, b = rank_task.candidates.all()[:2]
     refused(lambda: Comparison.objects.create(task=rank_task, client_token="t", candidate_a=a, candidate_b=b, choice=1))
-    refused(lambda: Comparison.objects.create(
-        task=rank_task, labeler=labeler, assignment=assignment, import_source=source,
-        client_token="t", candidate_a=a, candidate_b=b, choice=1,
-    ))
-    Comparison.objects.create(task=rank_task, import_source=source, client_token="t", candidate_a=a, candidate_b=b, choice=1)
+    refused(
+        lambda: Comparison.objects.create(
+            task=rank_task,
+            labeler=labeler,
+            assignment=assignment,
+            import_source=source,
+            client_token="t",
+            candidate_a=a,
+            candidate_b=b,
+            choice=1,
+        )
+    )
+    Comparison.objects.create(
+        task=rank_task, import_source=source, client_token="t", candidate_a=a, candidate_b=b, choice=1
+    )
 
 
 @pytest.mark.parametrize("choice", [-5, 5])
 def test_comparison_choice_stays_on_the_scale(rank_task, labeler, choice):
     a, b = rank_task.candidates.all()[:2]
-    refused(lambda: Comparison.objects.create(
-        task=rank_task, labeler=labeler, assignment=lease(rank_task, labeler), client_token="t",
-        candidate_a=a, candidate_b=b, choice=choice,
-    ))
+    refused(
+        lambda: Comparison.objects.create(
+            task=rank_task,
+            labeler=labeler,
+            assignment=lease(rank_task, labeler),
+            client_token="t",
+            candidate_a=a,
+            candidate_b=b,
+            choice=choice,
+        )
+    )
 
 
 def test_a_comparison_needs_two_different_candidates(rank_task, labeler):
     a = rank_task.candidates.first()
-    refused(lambda: Comparison.objects.create(
-        task=rank_task, labeler=labeler, assignment=lease(rank_task, labeler), client_token="t",
-        candidate_a=a, candidate_b=a, choice=0,
-    ))
+    refused(
+        lambda: Comparison.objects.create(
+            task=rank_task,
+            labeler=labeler,
+            assignment=lease(rank_task, labeler),
+            client_token="t",
+            candidate_a=a,
+            candidate_b=a,
+            choice=0,
+        )
+    )
 
 
 @pytest.mark.parametrize("score", [0, 8])
 def test_rating_is_between_one_and_seven(rank_task, labeler, score):
-    refused(lambda: Rating.objects.create(
-        task=rank_task, labeler=labeler, assignment=lease(rank_task, labeler), client_token="t",
-        candidate=rank_task.candidates.first(), score=score,
-    ))
+    refused(
+        lambda: Rating.objects.create(
+            task=rank_task,
+            labeler=labeler,
+            assignment=lease(rank_task, labeler),
+            client_token="t",
+            candidate=rank_task.candidates.first(),
+            score=score,
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,35 +160,50 @@ def test_project_settings_outside_their_range_are_refused(field, value):
 
 def test_an_assistant_message_needs_a_parent(project):
     source = ImportSource.objects.create(project=project, name="x", sha256="0" * 64)
-    refused(lambda: Message.objects.create(project=project, role="assistant", text="hi", path_hash="h", author_import=source))
+    refused(
+        lambda: Message.objects.create(
+            project=project, role="assistant", text="hi", path_hash="h", author_import=source
+        )
+    )
 
 
 def test_a_message_has_exactly_one_author(project, labeler):
     source = ImportSource.objects.create(project=project, name="x", sha256="0" * 64)
     refused(lambda: Message.objects.create(project=project, role="user", text="hi", path_hash="h"))
-    refused(lambda: Message.objects.create(
-        project=project, role="user", text="hi", path_hash="h", author_import=source, author_user=labeler
-    ))
+    refused(
+        lambda: Message.objects.create(
+            project=project, role="user", text="hi", path_hash="h", author_import=source, author_user=labeler
+        )
+    )
 
 
 def test_unknown_roles_and_empty_text_are_refused(project):
     source = ImportSource.objects.create(project=project, name="x", sha256="0" * 64)
-    refused(lambda: Message.objects.create(project=project, role="robot", text="hi", path_hash="h", author_import=source))
+    refused(
+        lambda: Message.objects.create(project=project, role="robot", text="hi", path_hash="h", author_import=source)
+    )
     refused(lambda: Message.objects.create(project=project, role="user", text="", path_hash="h", author_import=source))
 
 
 def test_imported_paths_are_unique_but_two_people_may_write_the_same_reply(project, make_user):
     source = ImportSource.objects.create(project=project, name="x", sha256="0" * 64)
     Message.objects.create(project=project, role="user", text="hi", path_hash="h", author_import=source)
-    refused(lambda: Message.objects.create(project=project, role="user", text="hi", path_hash="h", author_import=source))
+    refused(
+        lambda: Message.objects.create(project=project, role="user", text="hi", path_hash="h", author_import=source)
+    )
     for _ in range(2):
         Message.objects.create(project=project, role="user", text="hi", path_hash="h", author_user=make_user("labeler"))
 
 
 def test_the_same_task_is_never_created_twice(rank_task):
-    refused(lambda: Task.objects.create(
-        project=rank_task.project, kind=rank_task.kind, anchor=rank_task.anchor, candidates_key=rank_task.candidates_key
-    ))
+    refused(
+        lambda: Task.objects.create(
+            project=rank_task.project,
+            kind=rank_task.kind,
+            anchor=rank_task.anchor,
+            candidates_key=rank_task.candidates_key,
+        )
+    )
 
 
 def test_leases_past_expiry_return_to_the_pool(rank_task, labeler, make_user):

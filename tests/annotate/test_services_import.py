@@ -12,10 +12,22 @@ from tests.conftest import jsonl
 pytestmark = pytest.mark.django_db
 
 ROWS = [
-    {"prompt": "Explain the moon landing to a 6 year old.", "completions": ["A rocket went up.", "No.", "The moon is cheese.", "Astronauts flew there."]},
-    {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Tell me a joke"}],
-     "completions": ["Why did the chicken…", "No jokes today."]},
-    {"chosen": "\n\nHuman: Capital of France?\n\nAssistant: Paris.", "rejected": "\n\nHuman: Capital of France?\n\nAssistant: Lyon."},
+    {
+        "prompt": "Explain the moon landing to a 6 year old.",
+        "completions": ["A rocket went up.", "No.", "The moon is cheese.", "Astronauts flew there."],
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Tell me a joke"},
+        ],
+        "completions": ["Why did the chicken…", "No jokes today."],
+    },
+    {
+        "chosen": "\n\nHuman: Capital of France?\n\nAssistant: Paris.",
+        "rejected": "\n\nHuman: Capital of France?\n\nAssistant: Lyon.",
+    },
     {"prompt": "Write a haiku about tea."},
 ]
 
@@ -67,7 +79,9 @@ def test_reimporting_the_same_file_duplicates_nothing(project):
 
 def test_a_new_completion_for_a_known_prompt_is_added_under_the_same_prompt(project):
     services.prompts_import(project=project, data=jsonl({"prompt": "Q", "completions": ["a", "b"]}), filename="1.jsonl")
-    result = services.prompts_import(project=project, data=jsonl({"prompt": "Q", "completions": ["a", "c"]}), filename="2.jsonl")
+    result = services.prompts_import(
+        project=project, data=jsonl({"prompt": "Q", "completions": ["a", "c"]}), filename="2.jsonl"
+    )
     assert (result.prompts_created, result.candidates_created) == (0, 1)
     assert Message.objects.filter(project=project, role="user").count() == 1
     assert sorted(Message.objects.get(text="Q").children.values_list("text", flat=True)) == ["a", "b", "c"]

@@ -15,7 +15,9 @@ def refused(fn) -> None:
 
 
 def version(project, number, **kwargs) -> ModelVersion:
-    return ModelVersion.objects.create(project=project, kind="reward", version=number, base_model="embedded:x", **kwargs)
+    return ModelVersion.objects.create(
+        project=project, kind="reward", version=number, base_model="embedded:x", **kwargs
+    )
 
 
 def test_at_most_one_serving_version_per_project_and_kind(project):
@@ -31,9 +33,11 @@ def test_version_numbers_are_unique_per_project_and_kind(project):
 
 def test_a_run_is_finished_exactly_when_it_is_in_a_terminal_state(project):
     refused(lambda: TrainingRun.objects.create(project=project, kind="reward", status=RunStatus.SUCCEEDED))
-    refused(lambda: TrainingRun.objects.create(
-        project=project, kind="reward", status=RunStatus.RUNNING, finished_at=timezone.now()
-    ))
+    refused(
+        lambda: TrainingRun.objects.create(
+            project=project, kind="reward", status=RunStatus.RUNNING, finished_at=timezone.now()
+        )
+    )
     TrainingRun.objects.create(project=project, kind="reward", status=RunStatus.FAILED, finished_at=timezone.now())
 
 
@@ -47,9 +51,13 @@ def test_unknown_run_kinds_are_refused(project):
 
 def test_a_snapshot_is_immutable_and_unique_by_content(project):
     digest = "a" * 64
-    snapshot = DatasetSnapshot.objects.create(project=project, name="s", annotation_ids={"comparisons": [1]}, content_hash=digest)
+    snapshot = DatasetSnapshot.objects.create(
+        project=project, name="s", annotation_ids={"comparisons": [1]}, content_hash=digest
+    )
     snapshot.name = "renamed"
     with pytest.raises(ValueError, match="immutable"):
         snapshot.save()
     refused(lambda: DatasetSnapshot.objects.create(project=project, name="t", annotation_ids={}, content_hash=digest))
-    refused(lambda: DatasetSnapshot.objects.create(project=project, name="u", annotation_ids={}, content_hash="not-a-hash"))
+    refused(
+        lambda: DatasetSnapshot.objects.create(project=project, name="u", annotation_ids={}, content_hash="not-a-hash")
+    )

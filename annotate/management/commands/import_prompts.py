@@ -10,7 +10,10 @@ from annotate.models import Project
 
 
 class Command(BaseCommand):
-    help = "Import prompts (and candidate replies) from a JSONL file into a project. Nothing is imported if any line is invalid."
+    help = (
+        "Import prompts (and candidate replies) from a JSONL file into a project. "
+        "Nothing is imported if any line is invalid."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("project", help="Project slug.")

@@ -25,7 +25,9 @@ class Command(BaseCommand):
             project = Project.objects.filter(slug="demo").first() or services.project_create(
                 name="Demo assistant",
                 slug="demo",
-                description="Prompts across an assistant's use cases, each with four replies of clearly different quality.",
+                description=(
+                    "Prompts across an assistant's use cases, each with four replies of clearly different quality."
+                ),
                 guidelines=(DEMO_DIR / "guidelines.md").read_text(encoding="utf-8"),
                 import_task_kinds=list(TaskKind.values),
                 ranking_k=4,
@@ -34,7 +36,9 @@ class Command(BaseCommand):
             result = services.prompts_import(project=project, data=data, filename="demo_prompts.jsonl")
             for username, password, role in DEMO_USERS:
                 services.user_create_with_role(username=username, password=password, role=role, update=True)
-        self.stdout.write(self.style.SUCCESS(f"Demo project '{project.name}' (/projects/{project.slug}/): {result.summary()}"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Demo project '{project.name}' (/projects/{project.slug}/): {result.summary()}")
+        )
         self.stdout.write("Demo users (username / password):")
         for username, password, role in DEMO_USERS:
             self.stdout.write(f"  {role.value:<11} {username} / {password}")
