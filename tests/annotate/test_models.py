@@ -36,6 +36,11 @@ def lease(task, labeler) -> Assignment:
     return Assignment.objects.create(task=task, labeler=labeler, leased_at=now, expires_at=now + timedelta(minutes=30))
 
 
+def by_labeler(task, labeler, token: str = "t") -> dict:
+    """The provenance fields of a labeler's judgement made through a fresh lease."""
+    return dict(task=task, labeler=labeler, assignment=lease(task, labeler), client_token=token)
+
+
 def refused(fn) -> None:
     with pytest.raises(IntegrityError), transaction.atomic():
         fn()
@@ -109,43 +114,20 @@ def test_a_judgement_has_a_labeler_or_an_import_source_never_both_or_neither(ran
 def test_comparison_choice_stays_on_the_scale(rank_task, labeler, choice):
     a, b = rank_task.candidates.all()[:2]
     refused(
-        lambda: Comparison.objects.create(
-            task=rank_task,
-            labeler=labeler,
-            assignment=lease(rank_task, labeler),
-            client_token="t",
-            candidate_a=a,
-            candidate_b=b,
-            choice=choice,
-        )
+        lambda: Comparison.objects.create(**by_labeler(rank_task, labeler), candidate_a=a, candidate_b=b, choice=choice)
     )
 
 
 def test_a_comparison_needs_two_different_candidates(rank_task, labeler):
     a = rank_task.candidates.first()
-    refused(
-        lambda: Comparison.objects.create(
-            task=rank_task,
-            labeler=labeler,
-            assignment=lease(rank_task, labeler),
-            client_token="t",
-            candidate_a=a,
-            candidate_b=a,
-            choice=0,
-        )
-    )
+    refused(lambda: Comparison.objects.create(**by_labeler(rank_task, labeler), candidate_a=a, candidate_b=a, choice=0))
 
 
 @pytest.mark.parametrize("score", [0, 8])
 def test_rating_is_between_one_and_seven(rank_task, labeler, score):
     refused(
         lambda: Rating.objects.create(
-            task=rank_task,
-            labeler=labeler,
-            assignment=lease(rank_task, labeler),
-            client_token="t",
-            candidate=rank_task.candidates.first(),
-            score=score,
+            **by_labeler(rank_task, labeler), candidate=rank_task.candidates.first(), score=score
         )
     )
 
