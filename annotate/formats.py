@@ -56,6 +56,7 @@ class Limits:
     max_text_chars: int = 32_000
     max_rows: int = 200_000
     max_completions: int = 32
+    max_bytes: int = 256 * 1024 * 1024
 
 
 class ImportFormatError(ValueError):
@@ -79,6 +80,9 @@ class _LineError(Exception):
 def parse_prompts_jsonl(data: bytes, *, filename: str = "", limits: Limits | None = None) -> list[PromptRecord]:
     """Parse a whole file. Returns its records, or raises ImportFormatError listing every bad line."""
     limits = limits or Limits()
+    if len(data) > limits.max_bytes:
+        message = f"the file is {_size(len(data))}; the limit is {_size(limits.max_bytes)}"
+        raise ImportFormatError([ImportProblem(0, "", message)], filename)
     problems: list[ImportProblem] = []
     records: list[PromptRecord] = []
     if data.startswith(b"\xef\xbb\xbf"):
@@ -218,6 +222,10 @@ def _text(value: object, name: str, limits: Limits) -> str:
     if len(value) > limits.max_text_chars:
         raise _LineError(name, f"text of {len(value)} characters exceeds the limit of {limits.max_text_chars}")
     return value.strip()
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 1_000_000 else f"{n / 1e6:,.1f} MB"
 
 
 def _type_name(value: object) -> str:

@@ -78,14 +78,23 @@ class Project(models.Model):
             ("manage_project", "Can manage projects, imports, models and retraining"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(ranking_k__gte=2, ranking_k__lte=9), name="project_ranking_k_2_to_9"),
+            models.CheckConstraint(
+                condition=Q(ranking_k__gte=2, ranking_k__lte=9),
+                name="project_ranking_k_2_to_9",
+                violation_error_message="K for rankings must be between 2 and 9.",
+            ),
             models.CheckConstraint(
                 condition=Q(
                     overlap_demonstrate__gte=1, overlap_rank__gte=1, overlap_compare__gte=1, overlap_rate__gte=1
                 ),
                 name="project_overlap_at_least_one",
+                violation_error_message="Every task kind needs at least one labeler.",
             ),
-            models.CheckConstraint(condition=Q(lease_minutes__gte=1), name="project_lease_at_least_one_minute"),
+            models.CheckConstraint(
+                condition=Q(lease_minutes__gte=1),
+                name="project_lease_at_least_one_minute",
+                violation_error_message="A lease lasts at least one minute.",
+            ),
         ]
 
     def __str__(self) -> str:

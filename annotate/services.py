@@ -116,6 +116,7 @@ def import_limits() -> Limits:
         max_text_chars=settings.REWARDLAB_MAX_TEXT_CHARS,
         max_rows=settings.REWARDLAB_MAX_IMPORT_ROWS,
         max_completions=settings.REWARDLAB_MAX_COMPLETIONS,
+        max_bytes=settings.REWARDLAB_MAX_IMPORT_BYTES,
     )
 
 

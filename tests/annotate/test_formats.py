@@ -129,6 +129,12 @@ def test_too_many_rows_and_completions_are_refused():
     assert "at most 4" in problems_of(jsonl(row), Limits(max_completions=4))[0][2]
 
 
+def test_a_file_over_the_size_limit_is_refused_before_parsing():
+    [(line, _, message)] = problems_of(jsonl({"prompt": "x" * 2000}), Limits(max_bytes=1000))
+    assert line == 0
+    assert message == "the file is 2,015 bytes; the limit is 1,000 bytes"
+
+
 def test_every_bad_line_is_listed_not_only_the_first():
     data = jsonl({"prompt": ""}, {"prompt": "ok"}, b"nope", {"prompt": 1})
     assert [line for line, _, _ in problems_of(data)] == [1, 3, 4]

@@ -194,3 +194,29 @@ def test_logout_needs_a_post_with_csrf(labeler):
     client = Client(enforce_csrf_checks=True)
     client.force_login(labeler)
     assert client.post(reverse("logout")).status_code == 403
+
+
+def test_project_settings_are_validated_in_the_admin_site(client, admin_user, project):
+    signed_in(client, admin_user)
+    url = reverse("admin:annotate_project_change", args=[project.pk])
+    form = {
+        "name": project.name,
+        "slug": project.slug,
+        "is_active": "on",
+        "import_task_kinds": '["rank", "vote"]',
+        "overlap_demonstrate": 1,
+        "overlap_rank": 2,
+        "overlap_compare": 3,
+        "overlap_rate": 1,
+        "ranking_k": 12,
+        "lease_minutes": 30,
+        "flags": '[{"key": "rude"}]',
+        "retrain_min_comparisons": 200,
+        "retrain_min_demonstrations": 100,
+    }
+    html = client.post(url, form).content.decode()
+    assert "Each entry must be one of: demonstrate, rank, compare, rate." in html
+    assert "Flags must be a list of objects with a non-empty" in html
+    assert "K for rankings must be between 2 and 9." in html
+    project.refresh_from_db()
+    assert project.ranking_k == 4
