@@ -401,3 +401,30 @@ class Rating(Annotation):
 
     def __str__(self) -> str:
         return self.describe()
+
+
+class SkipReason(models.TextChoices):
+    UNCLEAR = "unclear", "The task is unclear"
+    EXPERTISE = "expertise", "Needs expertise I don't have"
+    OFFENSIVE = "offensive", "Offensive or disturbing content"
+    BROKEN = "broken", "Something is broken (empty, garbled, wrong language)"
+    OTHER = "other", "Other"
+
+
+class CandidateReport(models.Model):
+    """A labeler's report that a reply is unsafe (harmful, illegal, abusive), for an admin to review."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="reports")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "reporter"], name="report_once_per_reporter"),
+        ]
+
+    def __str__(self) -> str:
+        return f"report on message #{self.message_id} by #{self.reporter_id}"

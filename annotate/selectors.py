@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -13,6 +16,7 @@ from django.utils import timezone
 from annotate.models import (
     Assignment,
     AssignmentStatus,
+    CandidateReport,
     Comparison,
     Demonstration,
     ImportSource,
@@ -26,11 +30,19 @@ from annotate.models import (
 )
 
 
+def _live(now: datetime) -> Q:
+    """Assignments that hold one of a task's places: submissions plus live leases."""
+    return Q(status=AssignmentStatus.SUBMITTED) | Q(status=AssignmentStatus.ACTIVE, expires_at__gt=now)
+
+
+def live_places(*, task: Task, now: datetime) -> int:
+    return Assignment.objects.filter(_live(now), task=task).count()
+
+
 def _taken_places(now: datetime) -> Subquery:
     """How many of a task's places are filled: submissions plus live leases."""
-    live = Q(status=AssignmentStatus.SUBMITTED) | Q(status=AssignmentStatus.ACTIVE, expires_at__gt=now)
     return Subquery(
-        Assignment.objects.filter(live, task=OuterRef("pk"))
+        Assignment.objects.filter(_live(now), task=OuterRef("pk"))
         .order_by()
         .values("task")
         .annotate(n=Count("id"))
@@ -154,4 +166,122 @@ def project_overview(*, project: Project) -> ProjectOverview:
             TaskKind.RATE: Rating.objects.filter(task__project=project).count(),
         },
         imports=list(project.import_sources.select_related("imported_by")[:10]),
+    )
+
+
+# --- labeling ------------------------------------------------------------------------------------------------
+
+
+def candidate_order_for(*, task: Task, labeler, candidate_ids: list[int]) -> list[int]:
+    """The order a labeler sees a task's candidates in: shuffled per labeler against position bias, and stable
+    (the same on every reload), so the stored `shown_order` is what was really on the screen."""
+    ids = list(candidate_ids)
+    seed = int.from_bytes(hashlib.sha256(f"{task.pk}:{labeler.pk}".encode()).digest()[:8], "big")
+    random.Random(seed).shuffle(ids)
+    return ids
+
+
+def conversation_path(*, message: Message) -> list[Message]:
+    """The messages from the root of the conversation down to `message`, in one recursive query."""
+    table = Message._meta.db_table
+    sql = f"""
+        WITH RECURSIVE path(id, parent_id) AS (
+            SELECT id, parent_id FROM {table} WHERE id = %s
+            UNION ALL
+            SELECT m.id, m.parent_id FROM {table} m JOIN path p ON m.id = p.parent_id
+        )
+        SELECT id FROM path
+    """  # noqa: S608 - the table name is ours; the id is a parameter
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [message.pk])
+        ids = [row[0] for row in cursor.fetchall()]
+    by_id = Message.objects.in_bulk(ids)
+    return sorted(by_id.values(), key=lambda m: m.depth)
+
+
+@dataclass(frozen=True)
+class ShownCandidate:
+    number: int  # 1-based, as the labeler sees it ("Reply 2", key 2)
+    side: str  # "A"/"B" in comparisons, else ""
+    message: Message
+
+
+@dataclass(frozen=True)
+class LabelingTask:
+    assignment: Assignment
+    task: Task
+    project: Project
+    conversation: list[Message]
+    candidates: list[ShownCandidate]
+    reported_ids: frozenset[int]
+
+    @property
+    def flags(self) -> list[dict[str, str]]:
+        return self.project.flags
+
+
+def labeling_task(*, assignment: Assignment) -> LabelingTask:
+    """Everything the labeling page shows for one lease, candidates in this labeler's shown order."""
+    from annotate.services import candidate_order_for  # the order is a rule of the write side
+
+    task = assignment.task
+    by_id = {tc.message_id: tc.message for tc in TaskCandidate.objects.filter(task=task).select_related("message")}
+    ordered_ids = list(
+        TaskCandidate.objects.filter(task=task).order_by("position").values_list("message_id", flat=True)
+    )
+    order = candidate_order_for(task=task, labeler=assignment.labeler, candidate_ids=ordered_ids)
+    sides = "AB" if task.kind == TaskKind.COMPARE else ""
+    candidates = [
+        ShownCandidate(number=i + 1, side=sides[i] if sides else "", message=by_id[message_id])
+        for i, message_id in enumerate(order)
+    ]
+    reported = CandidateReport.objects.filter(reporter=assignment.labeler, message_id__in=order)
+    return LabelingTask(
+        assignment=assignment,
+        task=task,
+        project=task.project,
+        conversation=conversation_path(message=task.anchor),
+        candidates=candidates,
+        reported_ids=frozenset(reported.values_list("message_id", flat=True)),
+    )
+
+
+def live_assignment(*, labeler, task_id: int, now: datetime | None = None) -> Assignment | None:
+    now = now or timezone.now()
+    return (
+        Assignment.objects.filter(labeler=labeler, task_id=task_id, status=AssignmentStatus.ACTIVE, expires_at__gt=now)
+        .select_related("task__project", "task__anchor", "labeler")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class LabelerProgress:
+    done_today: int
+    done_total: int
+    open_in_queue: int
+    median_seconds_today: float | None
+
+
+def labeler_progress(*, labeler, project: Project, now: datetime | None = None) -> LabelerProgress:
+    """What a labeler sees of their own work in a project: today, all time, what is left, time per task."""
+    now = now or timezone.now()
+    start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    submitted = Assignment.objects.filter(labeler=labeler, task__project=project, status=AssignmentStatus.SUBMITTED)
+    counts = submitted.aggregate(total=Count("id"), today=Count("id", filter=Q(finished_at__gte=start_of_day)))
+    today = {"labeler": labeler, "task__project": project, "created_at__gte": start_of_day}
+    per_kind = [
+        model.objects.filter(**today).order_by().values_list("time_spent_ms", flat=True)
+        for model in (Demonstration, Ranking, Comparison, Rating)
+    ]
+    times = sorted(per_kind[0].union(*per_kind[1:], all=True))
+    median = None
+    if times:
+        middle = len(times) // 2
+        median = (times[middle] if len(times) % 2 else (times[middle - 1] + times[middle]) / 2) / 1000
+    return LabelerProgress(
+        done_today=counts["today"],
+        done_total=counts["total"],
+        open_in_queue=tasks_available_to(labeler=labeler, now=now, project=project).count(),
+        median_seconds_today=median,
     )
