@@ -1,5 +1,7 @@
 from django import forms
 
+from annotate.models import COMPARISON_SCALE, SkipReason
+
 
 class PromptImportForm(forms.Form):
     file = forms.FileField(
@@ -12,3 +14,92 @@ class PromptImportForm(forms.Form):
         if not upload.name.lower().endswith((".jsonl", ".json", ".ndjson", ".txt")):
             raise forms.ValidationError("Expected a .jsonl file.")
         return upload
+
+
+# --- labeling: forms parse and coerce; the services judge what is acceptable ----------------------------------
+
+
+class SubmissionForm(forms.Form):
+    client_token = forms.CharField(max_length=64, widget=forms.HiddenInput)
+    time_spent_ms = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+    mode = forms.CharField(required=False, widget=forms.HiddenInput)  # the kinds the labeler chose to work on
+
+
+class DemonstrationForm(SubmissionForm):
+    text = forms.CharField(strip=False, required=False, widget=forms.Textarea)
+
+
+class ComparisonForm(SubmissionForm):
+    choice = forms.TypedChoiceField(choices=[], coerce=int, required=False)
+    both_bad = forms.BooleanField(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["choice"].choices = [("", "")] + [(str(value), label) for value, label in COMPARISON_SCALE]
+
+    def clean_choice(self):
+        choice = self.cleaned_data["choice"]
+        if choice in (None, ""):
+            raise forms.ValidationError("Choose a point on the scale (keys 1–8).")
+        return choice
+
+
+class RatingForm(SubmissionForm):
+    score = forms.TypedChoiceField(choices=[(str(i), str(i)) for i in range(1, 8)], coerce=int, required=False)
+    flags = forms.MultipleChoiceField(required=False, choices=[])
+    comment = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["flags"].choices = [(f["key"], f["label"]) for f in project.flags]
+
+    def clean_score(self):
+        score = self.cleaned_data["score"]
+        if score in (None, ""):
+            raise forms.ValidationError("Give a score from 1 to 7 (keys 1–7).")
+        return score
+
+
+class RankingForm(SubmissionForm):
+    """One `rank_<message id>` field per candidate (1 = best; equal numbers are ties), which is all a browser
+    without JavaScript needs; the drag-and-drop board fills the same fields."""
+
+    none_acceptable = forms.BooleanField(required=False)
+
+    def __init__(self, *args, candidate_ids: list[int], project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.candidate_ids = candidate_ids
+        places = [("", "—")] + [(str(i), str(i)) for i in range(1, len(candidate_ids) + 1)]
+        flag_choices = [(f["key"], f["label"]) for f in project.flags]
+        for message_id in candidate_ids:
+            self.fields[f"rank_{message_id}"] = forms.TypedChoiceField(
+                choices=places, coerce=int, required=False, empty_value=None
+            )
+            self.fields[f"flags_{message_id}"] = forms.MultipleChoiceField(choices=flag_choices, required=False)
+
+    def tiers(self) -> list[list[int]]:
+        """Candidates grouped by the place given to them, best first; unplaced candidates are left out (the
+        service then says how many are missing)."""
+        by_place: dict[int, list[int]] = {}
+        for message_id in self.candidate_ids:
+            place = self.cleaned_data.get(f"rank_{message_id}")
+            if place is not None:
+                by_place.setdefault(place, []).append(message_id)
+        return [by_place[place] for place in sorted(by_place)]
+
+    def candidate_flags(self) -> dict[str, list[str]]:
+        return {str(m): self.cleaned_data.get(f"flags_{m}", []) for m in self.candidate_ids}
+
+
+class SkipForm(forms.Form):
+    reason = forms.ChoiceField(choices=[])
+    note = forms.CharField(required=False, max_length=1000)
+    mode = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].choices = [("", "Choose a reason…"), *SkipReason.choices]
+
+
+class ReportForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=2000)

@@ -364,6 +364,21 @@ class Ranking(Annotation):
         return self.describe()
 
 
+# The 8-point scale a labeler sees, left to right, and the signed choice stored for each point:
+# negative = A (left) better, positive = B (right) better; the magnitude is the strength. The two middle
+# points are "about the same", leaning one way.
+COMPARISON_SCALE: list[tuple[int, str]] = [
+    (-4, "A is much better"),
+    (-3, "A is better"),
+    (-2, "A is slightly better"),
+    (-1, "About the same (A a hair better)"),
+    (1, "About the same (B a hair better)"),
+    (2, "B is slightly better"),
+    (3, "B is better"),
+    (4, "B is much better"),
+]
+
+
 class Comparison(Annotation):
     """A/B judgement. `choice` is signed: -4..-1 A better (4 = much better), 0 about the same, 1..4 B better."""
 

@@ -204,6 +204,7 @@ class ShownCandidate:
     number: int  # 1-based, as the labeler sees it ("Reply 2", key 2)
     side: str  # "A"/"B" in comparisons, else ""
     message: Message
+    reported: bool = False  # this labeler reported it as unsafe
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,6 @@ class LabelingTask:
     project: Project
     conversation: list[Message]
     candidates: list[ShownCandidate]
-    reported_ids: frozenset[int]
 
     @property
     def flags(self) -> list[dict[str, str]]:
@@ -242,7 +242,6 @@ def labeling_task(*, assignment: Assignment) -> LabelingTask:
         project=task.project,
         conversation=conversation_path(message=task.anchor),
         candidates=candidates,
-        reported_ids=frozenset(reported.values_list("message_id", flat=True)),
     )
 
 

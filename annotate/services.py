@@ -18,6 +18,7 @@ from django.utils.text import slugify
 
 from annotate.formats import Limits, PromptRecord, parse_prompts_jsonl
 from annotate.models import (
+    COMPARISON_SCALE,
     Annotation,
     Assignment,
     AssignmentStatus,
@@ -377,7 +378,8 @@ def task_lease_next(
 
     The next task is the highest-priority active task this labeler has never leased, whose overlap is not yet
     filled by submissions plus live leases, and none of whose candidates they wrote (oldest first on ties).
-    `kinds` narrows new leases to some task kinds.
+    `kinds` narrows the lease to some task kinds: a live lease of another kind is then released (it returns
+    to the pool) so that a labeler who switches to, say, rankings is not held to an unfinished rating.
 
     Concurrency: on PostgreSQL the chosen task row is locked (FOR UPDATE SKIP LOCKED: other labelers skip it
     rather than wait) and its places are counted again after the lock, in a new statement that sees every
@@ -392,8 +394,12 @@ def task_lease_next(
         .order_by("leased_at")
         .first()
     )
-    if live is not None:
+    if live is not None and (not kinds or live.task.kind in kinds):
         return live
+    if live is not None:
+        live.status = AssignmentStatus.RELEASED
+        live.finished_at = now
+        live.save(update_fields=["status", "finished_at"])
     for _attempt in range(10):
         with transaction.atomic():
             available = tasks_available_to(labeler=labeler, now=now, project=project)
@@ -615,21 +621,6 @@ def ranking_submit(
         validate=validate,
         build=lambda annotation, task: None,
     )
-
-
-# The 8-point scale a labeler sees, left to right, and the signed choice stored for each point:
-# negative = A (left) better, positive = B (right) better; the magnitude is the strength. The two middle
-# points are "about the same", leaning one way.
-COMPARISON_SCALE: list[tuple[int, str]] = [
-    (-4, "A is much better"),
-    (-3, "A is better"),
-    (-2, "A is slightly better"),
-    (-1, "About the same (A a hair better)"),
-    (1, "About the same (B a hair better)"),
-    (2, "B is slightly better"),
-    (3, "B is better"),
-    (4, "B is much better"),
-]
 
 
 def comparison_submit(

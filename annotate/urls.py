@@ -7,4 +7,14 @@ app_name = "annotate"
 urlpatterns = [
     path("projects/<slug:slug>/", views.project_overview, name="project_overview"),
     path("projects/<slug:slug>/import/", views.project_import, name="project_import"),
+    path("projects/<slug:slug>/guidelines/", views.project_guidelines, name="project_guidelines"),
+    path("projects/<slug:slug>/label/", views.label_start, name="label_start"),
+    path("projects/<slug:slug>/label/<int:task_id>/", views.label_task, name="label_task"),
+    path("projects/<slug:slug>/label/<int:task_id>/submit/", views.label_submit, name="label_submit"),
+    path("projects/<slug:slug>/label/<int:task_id>/skip/", views.label_skip, name="label_skip"),
+    path(
+        "projects/<slug:slug>/label/<int:task_id>/report/<int:message_id>/",
+        views.label_report,
+        name="label_report",
+    ),
 ]

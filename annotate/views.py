@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
 
 from annotate import selectors, services
 from annotate.formats import ImportFormatError
-from annotate.forms import PromptImportForm
-from annotate.models import Project
+from annotate.forms import (
+    ComparisonForm,
+    DemonstrationForm,
+    PromptImportForm,
+    RankingForm,
+    RatingForm,
+    ReportForm,
+    SkipForm,
+)
+from annotate.models import COMPARISON_SCALE, Assignment, Project, Task, TaskKind
 from annotate.permissions import role_required
 from annotate.roles import RoleName, user_has_role
 
@@ -54,3 +66,218 @@ def project_import(request, slug: str):
         {"project": project, "form": form, "problems": problems},
         status=400 if problems else 200,
     )
+
+
+# --- labeling -----------------------------------------------------------------------------------------------
+
+LABEL_TEMPLATE = "annotate/label.html"
+
+
+def _modes(raw: str | list[str]) -> list[str]:
+    values = raw.split(",") if isinstance(raw, str) else raw
+    return [kind for kind in values if kind in TaskKind.values]
+
+
+def _labeling_context(request, project: Project, assignment: Assignment | None, **extra) -> dict:
+    mode = ",".join(_modes(extra.pop("mode", "")))
+    view = selectors.labeling_task(assignment=assignment) if assignment else None
+    context = {
+        "project": project,
+        "view": view,
+        "mode": mode,
+        "progress": selectors.labeler_progress(labeler=request.user, project=project),
+        "client_token": uuid.uuid4().hex,
+        "scale": COMPARISON_SCALE,
+        "skip_form": SkipForm(initial={"mode": mode}),
+        **extra,
+    }
+    if view is not None and "form" not in context:
+        context["form"] = _submission_form(view.task, project, candidate_ids=[c.message.pk for c in view.candidates])
+    return context
+
+
+def _submission_form(task: Task, project: Project, *, candidate_ids: list[int], data=None):
+    if task.kind == TaskKind.DEMONSTRATE:
+        return DemonstrationForm(data)
+    if task.kind == TaskKind.RANK:
+        return RankingForm(data, candidate_ids=candidate_ids, project=project)
+    if task.kind == TaskKind.COMPARE:
+        return ComparisonForm(data)
+    return RatingForm(data, project=project)
+
+
+def _render_workspace(request, project, assignment, *, status=200, push_url: str | None = None, **extra):
+    """The whole page, or only the workspace partial when htmx asks (it swaps it in place)."""
+    context = _labeling_context(request, project, assignment, **extra)
+    template = f"{LABEL_TEMPLATE}#workspace" if request.htmx else LABEL_TEMPLATE
+    response = render(request, template, context, status=status)
+    if request.htmx and push_url:
+        response["HX-Push-Url"] = push_url
+    return response
+
+
+def _task_url(project: Project, task_id: int, mode: str) -> str:
+    url = reverse("annotate:label_task", args=[project.slug, task_id])
+    return f"{url}?mode={mode}" if mode else url
+
+
+def _start_url(project: Project, mode: str) -> str:
+    url = reverse("annotate:label_start", args=[project.slug])
+    return f"{url}?mode={mode}" if mode else url
+
+
+def _serve_next(request, project: Project, mode: str):
+    """After a submit or a skip: the next task, swapped in by htmx (with its URL pushed) or by a redirect."""
+    assignment = services.task_lease_next(labeler=request.user, project=project, kinds=_modes(mode) or None)
+    url = _task_url(project, assignment.task_id, mode) if assignment else _start_url(project, mode)
+    if not request.htmx:
+        return redirect(url)
+    return _render_workspace(request, project, assignment, push_url=url, mode=mode)
+
+
+def _labeling_project(slug: str) -> Project:
+    return get_object_or_404(Project, slug=slug, is_active=True)
+
+
+@role_required(RoleName.LABELER)
+@require_http_methods(["GET"])
+def label_start(request, slug: str):
+    """ "Start labeling": the labeler's live lease in this project, or a new one; `?mode=rank,compare` narrows
+    new leases to those task kinds."""
+    project = _labeling_project(slug)
+    mode = ",".join(_modes(request.GET.get("mode", "")))
+    assignment = services.task_lease_next(labeler=request.user, project=project, kinds=_modes(mode) or None)
+    if assignment is None:
+        return _render_workspace(request, project, None, mode=mode)
+    return redirect(_task_url(project, assignment.task_id, mode))
+
+
+@role_required(RoleName.LABELER)
+@require_http_methods(["GET"])
+def label_task(request, slug: str, task_id: int):
+    project = _labeling_project(slug)
+    assignment = selectors.live_assignment(labeler=request.user, task_id=task_id)
+    mode = request.GET.get("mode", "")
+    if assignment is None or assignment.task.project_id != project.pk:
+        messages.info(request, "That task is not leased to you any more; here is your next one.")
+        return redirect(_start_url(project, ",".join(_modes(mode))))
+    return _render_workspace(request, project, assignment, mode=mode)
+
+
+def _assignment_for(request, task_id: int) -> Assignment:
+    """The labeler's own assignment on this task, whatever its state (the service judges it)."""
+    return get_object_or_404(
+        Assignment.objects.select_related("task__project", "task__anchor", "labeler"),
+        labeler=request.user,
+        task_id=task_id,
+    )
+
+
+def _lease_problem(request, project: Project, error: services.LeaseError, mode: str):
+    return _render_workspace(request, project, None, status=error.status, lease_error=error.message, mode=mode)
+
+
+@role_required(RoleName.LABELER)
+@require_POST
+def label_submit(request, slug: str, task_id: int):
+    project = _labeling_project(slug)
+    mode = ",".join(_modes(request.POST.get("mode", "")))
+    try:
+        assignment = _assignment_for(request, task_id)
+    except Http404:
+        return _lease_problem(request, project, services.LeaseError("This task is not leased to you."), mode)
+    task = assignment.task
+    candidate_ids = selectors.candidate_order_for(
+        task=task,
+        labeler=request.user,
+        candidate_ids=list(task.task_candidates.order_by("position").values_list("message_id", flat=True)),
+    )
+    form = _submission_form(task, project, candidate_ids=candidate_ids, data=request.POST)
+    if not form.is_valid():
+        return _render_workspace(request, project, assignment, status=422, form=form, mode=mode)
+    data = form.cleaned_data
+    common = {
+        "labeler": request.user,
+        "assignment_id": assignment.pk,
+        "client_token": data["client_token"],
+        "time_spent_ms": data.get("time_spent_ms"),
+    }
+    try:
+        if task.kind == TaskKind.DEMONSTRATE:
+            services.demonstration_submit(text=data["text"], **common)
+        elif task.kind == TaskKind.RANK:
+            services.ranking_submit(
+                tiers=form.tiers(),
+                none_acceptable=data["none_acceptable"],
+                candidate_flags=form.candidate_flags(),
+                **common,
+            )
+        elif task.kind == TaskKind.COMPARE:
+            services.comparison_submit(choice=data["choice"], both_bad=data["both_bad"], **common)
+        else:
+            services.rating_submit(score=data["score"], flags=data["flags"], comment=data["comment"], **common)
+    except services.LeaseError as error:
+        return _lease_problem(request, project, error, mode)
+    except services.LabelingError as error:
+        form.add_error(None, error.message)
+        return _render_workspace(request, project, assignment, status=error.status, form=form, mode=mode)
+    return _serve_next(request, project, mode)
+
+
+@role_required(RoleName.LABELER)
+@require_POST
+def label_skip(request, slug: str, task_id: int):
+    project = _labeling_project(slug)
+    form = SkipForm(request.POST)
+    mode = ",".join(_modes(request.POST.get("mode", "")))
+    try:
+        assignment = _assignment_for(request, task_id)
+    except Http404:
+        return _lease_problem(request, project, services.LeaseError("This task is not leased to you."), mode)
+    if not form.is_valid():
+        return _render_workspace(request, project, assignment, status=422, skip_form=form, skip_open=True, mode=mode)
+    try:
+        services.task_skip(
+            labeler=request.user,
+            assignment_id=assignment.pk,
+            reason=form.cleaned_data["reason"],
+            note=form.cleaned_data["note"],
+        )
+    except services.LeaseError as error:
+        return _lease_problem(request, project, error, mode)
+    except services.LabelingError as error:
+        form.add_error(None, error.message)
+        return _render_workspace(
+            request, project, assignment, status=error.status, skip_form=form, skip_open=True, mode=mode
+        )
+    return _serve_next(request, project, mode)
+
+
+@role_required(RoleName.LABELER)
+@require_POST
+def label_report(request, slug: str, task_id: int, message_id: int):
+    project = _labeling_project(slug)
+    assignment = _assignment_for(request, task_id)
+    form = ReportForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        services.candidate_report(
+            labeler=request.user, assignment_id=assignment.pk, message_id=message_id, reason=reason
+        )
+    except services.LabelingError as error:
+        return HttpResponse(error.message, status=error.status, content_type="text/plain")
+    if request.htmx:
+        return render(
+            request,
+            f"{LABEL_TEMPLATE}#report-button",
+            {"project": project, "task_id": task_id, "message_id": message_id, "reported": True},
+        )
+    messages.success(request, "Thank you: the reply was reported to the project admins.")
+    return redirect(_task_url(project, task_id, request.POST.get("mode", "")))
+
+
+@role_required(RoleName.LABELER)
+@require_http_methods(["GET"])
+def project_guidelines(request, slug: str):
+    project = _labeling_project(slug)
+    return render(request, "annotate/guidelines.html", {"project": project})

@@ -11,7 +11,8 @@ from markdown_it import MarkdownIt
 register = template.Library()
 
 # "commonmark" with html=False: any HTML in the source is shown as text, never interpreted.
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+# "breaks": a single newline is a line break, as people (and models) mean it in chat: poems, addresses, lists.
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable("table")
 _ALLOWED_TAGS = {
     "p",
     "br",
@@ -54,3 +55,17 @@ def render_markdown(text: str) -> str:
 @register.filter(name="markdown")
 def markdown_filter(text: str) -> SafeString:
     return mark_safe(render_markdown(text))  # noqa: S308 - sanitised by nh3 above
+
+
+@register.filter
+def posted(form, name) -> list[str]:
+    """The values a bound form was posted with for `name` (to re-check boxes after an error)."""
+    if form is None or not form.is_bound:
+        return []
+    return form.data.getlist(str(name))
+
+
+@register.filter
+def prefixed(message_id, prefix: str) -> str:
+    """`{{ id|prefixed:"rank_" }}` -> "rank_12": the per-candidate field names of the ranking form."""
+    return f"{prefix}{message_id}"

@@ -55,9 +55,18 @@ def expire(assignment):
 
 def test_lease_next_returns_the_live_lease_the_labeler_already_holds(labeler, imported):
     first = services.task_lease_next(labeler=labeler, project=imported)
-    again = services.task_lease_next(labeler=labeler, project=imported, kinds=["rate"])
+    again = services.task_lease_next(labeler=labeler, project=imported, kinds=[first.task.kind])
     assert again == first
+    assert services.task_lease_next(labeler=labeler, project=imported) == first
     assert Assignment.objects.filter(labeler=labeler).count() == 1
+
+
+def test_switching_to_another_kind_releases_the_live_lease(labeler, imported):
+    rating = lease(labeler, imported, "rate")
+    ranking = services.task_lease_next(labeler=labeler, project=imported, kinds=["rank"])
+    rating.refresh_from_db()
+    assert ranking.task.kind == "rank"
+    assert rating.status == AssignmentStatus.RELEASED
 
 
 def test_lease_next_serves_by_priority_then_age(labeler, imported):
