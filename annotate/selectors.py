@@ -222,20 +222,25 @@ class LabelingTask:
 
 def labeling_task(*, assignment: Assignment) -> LabelingTask:
     """Everything the labeling page shows for one lease, candidates in this labeler's shown order."""
-    from annotate.services import candidate_order_for  # the order is a rule of the write side
-
     task = assignment.task
-    by_id = {tc.message_id: tc.message for tc in TaskCandidate.objects.filter(task=task).select_related("message")}
-    ordered_ids = list(
-        TaskCandidate.objects.filter(task=task).order_by("position").values_list("message_id", flat=True)
+    rows = list(TaskCandidate.objects.filter(task=task).order_by("position").select_related("message"))
+    by_id = {row.message_id: row.message for row in rows}
+    order = candidate_order_for(task=task, labeler=assignment.labeler, candidate_ids=[row.message_id for row in rows])
+    reported = set(
+        CandidateReport.objects.filter(reporter=assignment.labeler, message_id__in=order).values_list(
+            "message_id", flat=True
+        )
     )
-    order = candidate_order_for(task=task, labeler=assignment.labeler, candidate_ids=ordered_ids)
     sides = "AB" if task.kind == TaskKind.COMPARE else ""
     candidates = [
-        ShownCandidate(number=i + 1, side=sides[i] if sides else "", message=by_id[message_id])
+        ShownCandidate(
+            number=i + 1,
+            side=sides[i] if sides else "",
+            message=by_id[message_id],
+            reported=message_id in reported,
+        )
         for i, message_id in enumerate(order)
     ]
-    reported = CandidateReport.objects.filter(reporter=assignment.labeler, message_id__in=order)
     return LabelingTask(
         assignment=assignment,
         task=task,

@@ -112,7 +112,7 @@ def test_labeler_home_shows_queue_counts_and_no_researcher_or_admin_links(client
         "Projects</h2>",
         "Import prompts",
         "Admin site",
-        reverse("annotate:project_overview", args=[imported.slug]),
+        f'href="{reverse("annotate:project_overview", args=[imported.slug])}"',
     ]:
         assert hidden not in html
 
