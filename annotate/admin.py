@@ -7,6 +7,7 @@ from django.utils.html import format_html
 from annotate import services
 from annotate.models import (
     Assignment,
+    CandidateReport,
     Comparison,
     Demonstration,
     ImportSource,
@@ -102,6 +103,13 @@ class AnnotationAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # Raw judgements are never edited: re-labeling creates new ones.
         return [f.name for f in self.model._meta.fields] if obj else []
+
+
+@admin.register(CandidateReport)
+class CandidateReportAdmin(admin.ModelAdmin):
+    list_display = ["id", "message", "reporter", "task", "reason", "created_at"]
+    list_filter = ["task__project"]
+    raw_id_fields = ["task", "message", "reporter"]
 
 
 for annotation_model in (Demonstration, Ranking, Comparison, Rating):

@@ -196,3 +196,17 @@ def test_task_pages_fit_a_tablet_in_dark_mode(page_for, make_user, project, kind
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(15, 18, 24)"
     screenshot(page, f"label-{kind}-tablet-dark")
+
+
+def test_replies_can_be_ranked_by_drag_and_drop(page_for, make_user, project):
+    page = page_for(make_user(RoleName.LABELER, "kim"), password=PASSWORD)
+    open_kind(page, "rank")
+    # drag reply 2 into the "new tier" zone: it becomes the best; then reply 4 onto the same tier: a tie
+    page.locator("[data-pool] .chip-reply[data-number='2']").drag_to(page.locator(".tier--new .tier__items"))
+    assert page.inner_text(".candidate[data-candidate='2'] [data-tier-label]") == "BEST"
+    page.locator("[data-pool] .chip-reply[data-number='4']").drag_to(page.locator(".tier[data-tier='0'] .tier__items"))
+    assert page.inner_text(".candidate[data-candidate='4'] [data-tier-label]") == "BEST (TIE)"
+    page.keyboard.press("1")
+    page.keyboard.press("3")
+    values = page.eval_on_selector_all("select[data-place-for]", "els => els.map(e => e.value)")
+    assert values == ["2", "1", "3", "1"]
