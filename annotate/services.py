@@ -466,7 +466,7 @@ def _submit(
     time_spent_ms: int | None,
     now: datetime | None,
     validate,
-    build,
+    build=None,
 ) -> Submission:
     """The frame every submission shares: idempotency by client token, the lease checks, validation, the
     write of the judgement and the end of the lease, all in one transaction."""
@@ -499,7 +499,8 @@ def _submit(
             time_spent_ms=_time_spent_ms(time_spent_ms, assignment, now),
             **fields,
         )
-        build(annotation, task)
+        if build is not None:
+            build(annotation, task)
         annotation.full_clean(exclude=["task", "labeler", "assignment"], validate_constraints=False)
         annotation.save()
         assignment.status = AssignmentStatus.SUBMITTED
@@ -619,7 +620,6 @@ def ranking_submit(
         time_spent_ms=time_spent_ms,
         now=now,
         validate=validate,
-        build=lambda annotation, task: None,
     )
 
 
@@ -655,7 +655,6 @@ def comparison_submit(
         time_spent_ms=time_spent_ms,
         now=now,
         validate=validate,
-        build=lambda annotation, task: None,
     )
 
 
@@ -695,7 +694,6 @@ def rating_submit(
         time_spent_ms=time_spent_ms,
         now=now,
         validate=validate,
-        build=lambda annotation, task: None,
     )
 
 
