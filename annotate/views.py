@@ -73,13 +73,18 @@ def project_import(request, slug: str):
 LABEL_TEMPLATE = "annotate/label.html"
 
 
-def _modes(raw: str | list[str]) -> list[str]:
-    values = raw.split(",") if isinstance(raw, str) else raw
-    return [kind for kind in values if kind in TaskKind.values]
+def _modes(mode: str) -> list[str]:
+    """The task kinds in a `mode` ("rank,compare"); unknown names are ignored."""
+    return [kind for kind in mode.split(",") if kind in TaskKind.values]
+
+
+def _mode(raw: str) -> str:
+    """A cleaned `mode` to carry from page to page."""
+    return ",".join(_modes(raw))
 
 
 def _labeling_context(request, project: Project, assignment: Assignment | None, **extra) -> dict:
-    mode = ",".join(_modes(extra.pop("mode", "")))
+    mode = _mode(extra.pop("mode", ""))
     view = selectors.labeling_task(assignment=assignment) if assignment else None
     context = {
         "project": project,
@@ -145,7 +150,7 @@ def label_start(request, slug: str):
     """ "Start labeling": the labeler's live lease in this project, or a new one; `?mode=rank,compare` narrows
     new leases to those task kinds."""
     project = _labeling_project(slug)
-    mode = ",".join(_modes(request.GET.get("mode", "")))
+    mode = _mode(request.GET.get("mode", ""))
     assignment = services.task_lease_next(labeler=request.user, project=project, kinds=_modes(mode) or None)
     if assignment is None:
         return _render_workspace(request, project, None, mode=mode)
@@ -157,19 +162,20 @@ def label_start(request, slug: str):
 def label_task(request, slug: str, task_id: int):
     project = _labeling_project(slug)
     assignment = selectors.live_assignment(labeler=request.user, task_id=task_id)
-    mode = request.GET.get("mode", "")
+    mode = _mode(request.GET.get("mode", ""))
     if assignment is None or assignment.task.project_id != project.pk:
         messages.info(request, "That task is not leased to you any more; here is your next one.")
-        return redirect(_start_url(project, ",".join(_modes(mode))))
+        return redirect(_start_url(project, mode))
     return _render_workspace(request, project, assignment, mode=mode)
 
 
-def _assignment_for(request, task_id: int) -> Assignment:
-    """The labeler's own assignment on this task, whatever its state (the service judges it)."""
+def _assignment_for(request, project: Project, task_id: int) -> Assignment:
+    """The labeler's own assignment on this project's task, whatever its state (the service judges it)."""
     return get_object_or_404(
         Assignment.objects.select_related("task__project", "task__anchor", "labeler"),
         labeler=request.user,
         task_id=task_id,
+        task__project=project,
     )
 
 
@@ -181,12 +187,13 @@ def _lease_problem(request, project: Project, error: services.LeaseError, mode: 
 @require_POST
 def label_submit(request, slug: str, task_id: int):
     project = _labeling_project(slug)
-    mode = ",".join(_modes(request.POST.get("mode", "")))
+    mode = _mode(request.POST.get("mode", ""))
     try:
-        assignment = _assignment_for(request, task_id)
+        assignment = _assignment_for(request, project, task_id)
     except Http404:
         return _lease_problem(request, project, services.LeaseError("This task is not leased to you."), mode)
     task = assignment.task
+    # In the order this labeler saw them, so tied replies are stored within their tier in the order shown.
     candidate_ids = selectors.candidate_order_for(
         task=task,
         labeler=request.user,
@@ -229,9 +236,9 @@ def label_submit(request, slug: str, task_id: int):
 def label_skip(request, slug: str, task_id: int):
     project = _labeling_project(slug)
     form = SkipForm(request.POST)
-    mode = ",".join(_modes(request.POST.get("mode", "")))
+    mode = _mode(request.POST.get("mode", ""))
     try:
-        assignment = _assignment_for(request, task_id)
+        assignment = _assignment_for(request, project, task_id)
     except Http404:
         return _lease_problem(request, project, services.LeaseError("This task is not leased to you."), mode)
     if not form.is_valid():
@@ -257,7 +264,7 @@ def label_skip(request, slug: str, task_id: int):
 @require_POST
 def label_report(request, slug: str, task_id: int, message_id: int):
     project = _labeling_project(slug)
-    assignment = _assignment_for(request, task_id)
+    assignment = _assignment_for(request, project, task_id)
     form = ReportForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     try:
