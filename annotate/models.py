@@ -32,6 +32,10 @@ def default_import_task_kinds() -> list[str]:
     return ["demonstrate", "rank"]
 
 
+def default_kind_mix() -> dict[str, float]:
+    return {"demonstrate": 1.0, "rank": 1.0, "compare": 1.0, "rate": 1.0}
+
+
 class TaskKind(models.TextChoices):
     DEMONSTRATE = "demonstrate", "Demonstration"
     RANK = "rank", "Ranking"
@@ -61,6 +65,17 @@ class Project(models.Model):
         help_text="Which task kinds an import creates: demonstrate, rank, compare, rate.",
     )
     lease_minutes = models.PositiveIntegerField(default=30, help_text="How long a labeler holds a task.")
+    kind_mix = models.JSONField(
+        default=default_kind_mix,
+        blank=True,
+        help_text='Relative weights of the task kinds a labeler is served, e.g. {"rank": 3, "compare": 1}. '
+        "A kind with weight 0 (or left out) is not served.",
+    )
+    gold_share = models.FloatField(
+        default=0.0,
+        help_text="Share of served tasks that are gold tasks (known answer), 0 to 0.5. "
+        "Labelers cannot tell them apart.",
+    )
 
     # Retraining thresholds (the scheduled cycle reads these).
     retrain_enabled = models.BooleanField(default=False)
@@ -95,6 +110,11 @@ class Project(models.Model):
                 name="project_lease_at_least_one_minute",
                 violation_error_message="A lease lasts at least one minute.",
             ),
+            models.CheckConstraint(
+                condition=Q(gold_share__gte=0, gold_share__lte=0.5),
+                name="project_gold_share_0_to_half",
+                violation_error_message="The share of gold tasks must be between 0 and 0.5.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -106,6 +126,12 @@ class Project(models.Model):
     @property
     def flag_keys(self) -> list[str]:
         return [flag["key"] for flag in self.flags]
+
+    @property
+    def served_kinds(self) -> list[str]:
+        """The task kinds labelers are served, by the kind mix (in the usual order)."""
+        mix = self.kind_mix if isinstance(self.kind_mix, dict) else {}
+        return [kind for kind in TaskKind.values if _positive(mix.get(kind))]
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
@@ -119,8 +145,19 @@ class Project(models.Model):
         kinds = self.import_task_kinds
         if not isinstance(kinds, list) or any(k not in TaskKind.values for k in kinds):
             errors["import_task_kinds"] = f"Each entry must be one of: {', '.join(TaskKind.values)}."
+        mix = self.kind_mix
+        if not isinstance(mix, dict) or any(k not in TaskKind.values for k in mix):
+            errors["kind_mix"] = f"The kind mix maps task kinds ({', '.join(TaskKind.values)}) to weights."
+        elif not all(isinstance(w, int | float) and not isinstance(w, bool) and w >= 0 for w in mix.values()):
+            errors["kind_mix"] = "Each weight in the kind mix is a number of 0 or more."
+        elif not any(_positive(w) for w in mix.values()):
+            errors["kind_mix"] = "At least one task kind needs a weight above 0, or labelers are served nothing."
         if errors:
             raise ValidationError(errors)
+
+
+def _positive(weight: object) -> bool:
+    return isinstance(weight, int | float) and not isinstance(weight, bool) and weight > 0
 
 
 class ImportSource(models.Model):
@@ -219,7 +256,12 @@ class Task(models.Model):
     # Hash of the ordered candidate ids: the same task is never created twice.
     candidates_key = models.CharField(max_length=64)
     required_labelers = models.PositiveSmallIntegerField(default=1)
+    # Places taken: submitted assignments plus active leases. Kept by the services that change an assignment's
+    # status (lease +1; skip, release, expiry, revocation -1), so the queue is an index range, not a count.
+    taken = models.PositiveSmallIntegerField(default=0, editable=False)
     priority = models.FloatField(default=0.0, help_text="Higher is served first; ties break by age.")
+    # A gold task has a known answer; it is served to every labeler (no overlap) to measure their accuracy.
+    is_gold = models.BooleanField(default=False, editable=False)
     gold_answer = models.JSONField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     origin_run = models.ForeignKey(
@@ -238,15 +280,28 @@ class Task(models.Model):
             models.UniqueConstraint(
                 fields=["project", "kind", "anchor", "candidates_key"], name="task_unique_per_anchor_and_candidates"
             ),
+            models.CheckConstraint(
+                condition=Q(is_gold=True, gold_answer__isnull=False) | Q(is_gold=False, gold_answer__isnull=True),
+                name="task_gold_has_answer",
+            ),
         ]
-        indexes = [models.Index(fields=["project", "kind", "is_active", "-priority", "created_at"])]
+        indexes = [
+            # The queue: open tasks of one kind in priority order. Filled, gold and inactive tasks are not in it,
+            # so serving the next task stays an index range however many tasks are done.
+            models.Index(
+                fields=["project", "kind", "-priority", "created_at", "id"],
+                name="task_open_queue",
+                condition=Q(is_active=True, is_gold=False, taken__lt=F("required_labelers")),
+            ),
+            models.Index(fields=["project", "kind", "is_gold"], name="task_project_kind_gold"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk}"
 
     @property
-    def is_gold(self) -> bool:
-        return self.gold_answer is not None
+    def is_open(self) -> bool:
+        return self.is_active and not self.is_gold and self.taken < self.required_labelers
 
 
 class TaskCandidate(models.Model):
@@ -271,6 +326,11 @@ class AssignmentStatus(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
     EXPIRED = "expired", "Expired"
     RELEASED = "released", "Released"
+    REVOKED = "revoked", "Revoked"  # submitted, then sent back for re-labeling (the labeler was deactivated)
+
+
+# Statuses that hold one of a task's places (Task.taken counts them).
+PLACE_HOLDING_STATUSES = (AssignmentStatus.ACTIVE, AssignmentStatus.SUBMITTED)
 
 
 class Assignment(models.Model):
@@ -294,6 +354,7 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["task", "status"]),
             models.Index(fields=["status", "expires_at"]),
+            models.Index(fields=["labeler", "-leased_at"], name="assignment_labeler_recent"),
         ]
 
     def __str__(self) -> str:
@@ -313,6 +374,9 @@ class Annotation(models.Model):
     client_token = models.CharField(max_length=64, help_text="Unique per submission: a double submit is harmless.")
     shown_order = models.JSONField(default=list, blank=True, help_text="Candidate message ids as shown.")
     time_spent_ms = models.PositiveIntegerField(default=0)
+    # Set when the judgement is sent back for re-labeling (its labeler was deactivated). It is kept, never
+    # deleted, but no longer counts: not in agreement, aggregates or exports.
+    discarded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,42 +28,46 @@ from annotate.models import (
     TaskKind,
 )
 
-
-def _live(now: datetime) -> Q:
-    """Assignments that hold one of a task's places: submissions plus live leases."""
-    return Q(status=AssignmentStatus.SUBMITTED) | Q(status=AssignmentStatus.ACTIVE, expires_at__gt=now)
+# Counts shown to labelers stop here: "1,000+" tells as much as an exact figure and stays an index range.
+QUEUE_COUNT_CAP = 1000
 
 
-def live_places(*, task: Task, now: datetime) -> int:
-    return Assignment.objects.filter(_live(now), task=task).count()
-
-
-def _taken_places(now: datetime) -> Subquery:
-    """How many of a task's places are filled: submissions plus live leases."""
-    return Subquery(
-        Assignment.objects.filter(_live(now), task=OuterRef("pk"))
-        .order_by()
-        .values("task")
-        .annotate(n=Count("id"))
-        .values("n"),
-        output_field=IntegerField(),
-    )
-
-
-def tasks_available_to(*, labeler, now: datetime | None = None, project: Project | None = None) -> QuerySet[Task]:
-    """Active tasks this labeler may be served: never seen by them, overlap not yet filled by submissions and
-    live leases, and no candidate written by them. Ordered by priority, then age."""
-    now = now or timezone.now()
-    tasks = Task.objects.filter(is_active=True, project__is_active=True)
+def wrote_messages(labeler, project: Project | None = None) -> bool:
+    """Whether `labeler` wrote any message (a demonstration) in `project`, or anywhere."""
+    messages = Message.objects.filter(author_user=labeler)
     if project is not None:
-        tasks = tasks.filter(project=project)
-    return (
-        tasks.annotate(taken=Coalesce(_taken_places(now), 0))
-        .filter(taken__lt=F("required_labelers"))
-        .exclude(Exists(Assignment.objects.filter(task=OuterRef("pk"), labeler=labeler)))
-        .exclude(Exists(TaskCandidate.objects.filter(task=OuterRef("pk"), message__author_user=labeler)))
-        .order_by("-priority", "created_at", "id")
-    )
+        messages = messages.filter(project=project)
+    return messages.exists()
+
+
+def task_queue(
+    *, labeler, project: Project, kind: str | None = None, gold: bool = False, wrote: bool | None = None
+) -> QuerySet[Task]:
+    """The tasks `labeler` may be served in `project`, best first: active, never leased by them before, none of
+    whose candidates they wrote; for ordinary tasks, the overlap is not yet filled by submissions plus leases
+    (this reads the `task_open_queue` partial index in priority order, then age). Gold tasks have no overlap:
+    every labeler gets each one once, in random order so that no two labelers see them in the same sequence."""
+    tasks = Task.objects.filter(project=project, is_active=True, is_gold=gold)
+    if kind is not None:
+        tasks = tasks.filter(kind=kind)
+    if not gold:
+        tasks = tasks.filter(taken__lt=F("required_labelers"))
+    tasks = tasks.exclude(Exists(Assignment.objects.filter(task=OuterRef("pk"), labeler=labeler)))
+    # Most labelers wrote nothing that is a candidate; only then is the per-task check worth its cost. Callers
+    # that build several queues pass `wrote` (from wrote_messages) to ask once.
+    if wrote if wrote is not None else wrote_messages(labeler, project):
+        tasks = tasks.exclude(Exists(TaskCandidate.objects.filter(task=OuterRef("pk"), message__author_user=labeler)))
+    return tasks.order_by("?") if gold else tasks.order_by("-priority", "created_at", "id")
+
+
+def queue_counts(*, labeler, project: Project, wrote: bool | None = None) -> dict[str, int]:
+    """How many ordinary tasks of each served kind wait for `labeler`, each capped at QUEUE_COUNT_CAP + 1."""
+    wrote = wrote_messages(labeler, project) if wrote is None else wrote
+    counts = {kind: 0 for kind in TaskKind.values}
+    for kind in project.served_kinds:
+        queue = task_queue(labeler=labeler, project=project, kind=kind, wrote=wrote)
+        counts[kind] = queue[: QUEUE_COUNT_CAP + 1].count()
+    return counts
 
 
 @dataclass(frozen=True)
@@ -81,18 +84,17 @@ class ProjectQueue:
 def labeler_queues(*, labeler, now: datetime | None = None) -> list[ProjectQueue]:
     """For the labeler's home page: per active project, how many tasks of each kind wait for them."""
     now = now or timezone.now()
-    rows = tasks_available_to(labeler=labeler, now=now).order_by().values("project_id", "kind").annotate(n=Count("id"))
-    counts: dict[int, dict[str, int]] = defaultdict(lambda: {kind: 0 for kind in TaskKind.values})
-    for row in rows:
-        counts[row["project_id"]][row["kind"]] = row["n"]
     leases = {
         a.task.project_id: a
         for a in Assignment.objects.filter(
             labeler=labeler, status=AssignmentStatus.ACTIVE, expires_at__gt=now
         ).select_related("task")
     }
+    wrote = wrote_messages(labeler)
     return [
-        ProjectQueue(project=p, counts=counts[p.id], live_lease=leases.get(p.id))
+        ProjectQueue(
+            project=p, counts=queue_counts(labeler=labeler, project=p, wrote=wrote), live_lease=leases.get(p.id)
+        )
         for p in Project.objects.filter(is_active=True).order_by("name")
     ]
 
@@ -286,6 +288,6 @@ def labeler_progress(*, labeler, project: Project, now: datetime | None = None) 
     return LabelerProgress(
         done_today=counts["today"],
         done_total=counts["total"],
-        open_in_queue=tasks_available_to(labeler=labeler, now=now, project=project).count(),
+        open_in_queue=sum(queue_counts(labeler=labeler, project=project).values()),
         median_seconds_today=median,
     )

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.text import slugify
 
 from annotate.formats import Limits, PromptRecord, parse_prompts_jsonl
 from annotate.models import (
     COMPARISON_SCALE,
+    PLACE_HOLDING_STATUSES,
     Annotation,
     Assignment,
     AssignmentStatus,
@@ -36,7 +40,7 @@ from annotate.models import (
     TaskKind,
 )
 from annotate.roles import RoleName
-from annotate.selectors import candidate_order_for, live_places, tasks_available_to
+from annotate.selectors import candidate_order_for, task_queue, wrote_messages
 
 User = get_user_model()
 
@@ -88,6 +92,21 @@ def project_create(*, name: str, slug: str = "", **settings_fields) -> Project:
     project.full_clean()
     project.save()
     return project
+
+
+@transaction.atomic
+def project_overlap_apply(*, project: Project) -> int:
+    """Give every task of the project the overlap its kind now has in the project's settings. Lowering it
+    closes tasks that already have enough labelers; raising it reopens done tasks for more. Returns how many
+    tasks changed."""
+    changed = 0
+    for kind in TaskKind.values:
+        changed += (
+            Task.objects.filter(project=project, kind=kind)
+            .exclude(required_labelers=project.overlap_for(kind))
+            .update(required_labelers=project.overlap_for(kind))
+        )
+    return changed
 
 
 # --- prompt import ------------------------------------------------------------------------------------------
@@ -337,12 +356,39 @@ def _create_import_tasks(project, source, anchors, ids) -> Counter:
 # --- leases -------------------------------------------------------------------------------------------------
 
 
-def leases_release_expired(*, now: datetime | None = None) -> int:
-    """Mark leases past their expiry as expired, so their tasks return to the pool for other labelers."""
+def _release_places(task_ids: Iterable[int]) -> None:
+    """Give back one place per task id (a task listed twice gets two). Tasks are updated in id order, so two
+    transactions releasing places never wait on each other in a cycle."""
+    by_count: dict[int, list[int]] = {}
+    for task_id, n in sorted(Counter(task_ids).items()):
+        by_count.setdefault(n, []).append(task_id)
+    for n, ids in by_count.items():
+        Task.objects.filter(pk__in=ids).update(taken=Greatest(F("taken") - n, 0))
+
+
+def _end_assignments(assignments: Sequence[Assignment], status: AssignmentStatus, now: datetime) -> None:
+    """End leases or submissions that hold a place: mark them, and give their places back to their tasks."""
+    if not assignments:
+        return
+    Assignment.objects.filter(pk__in=[a.pk for a in assignments]).update(status=status, finished_at=now)
+    _release_places(a.task_id for a in assignments)
+
+
+def leases_release_expired(*, now: datetime | None = None, limit: int | None = None) -> int:
+    """Mark leases past their expiry as expired, so their tasks return to the pool for other labelers.
+
+    Rows another transaction is busy with are skipped (the next sweep takes them), so concurrent sweeps and
+    leases never queue up behind each other."""
     now = now or timezone.now()
-    return Assignment.objects.filter(status=AssignmentStatus.ACTIVE, expires_at__lte=now).update(
-        status=AssignmentStatus.EXPIRED, finished_at=now
-    )
+    with transaction.atomic():
+        stale = Assignment.objects.filter(status=AssignmentStatus.ACTIVE, expires_at__lte=now).order_by("id")
+        if connection.features.has_select_for_update_skip_locked:
+            stale = stale.select_for_update(skip_locked=True)
+        if limit is not None:
+            stale = stale[:limit]
+        expired = list(stale.only("id", "task_id"))
+        _end_assignments(expired, AssignmentStatus.EXPIRED, now)
+    return len(expired)
 
 
 # --- labeling: leases and submissions -----------------------------------------------------------------------
@@ -371,57 +417,121 @@ class Submission:
     created: bool  # False when this was a repeat of an earlier submission (double click, retry)
 
 
+# How many of a labeler's latest leases the kind mix is balanced over.
+KIND_MIX_WINDOW = 20
+
+
+def kind_deficits(*, labeler, project: Project, kinds: Sequence[str] | None = None) -> dict[str, float]:
+    """For each task kind `labeler` may be served, how far its share of their last KIND_MIX_WINDOW leases in
+    `project` falls below its share of the project's kind mix (positive: served too little). Kinds with weight
+    0 are never served; `kinds` narrows further."""
+    mix = {k: float(project.kind_mix[k]) for k in project.served_kinds if not kinds or k in kinds}
+    recent = Counter(
+        Assignment.objects.filter(labeler=labeler, task__project=project)
+        .order_by("-leased_at")
+        .values_list("task__kind", flat=True)[:KIND_MIX_WINDOW]
+    )
+    seen, total = sum(recent.values()), sum(mix.values())
+    return {kind: weight / total - (recent[kind] / seen if seen else 0.0) for kind, weight in mix.items()}
+
+
+def kinds_in_serving_order(
+    *, labeler, project: Project, kinds: Sequence[str] | None = None, wrote: bool | None = None
+) -> list[str]:
+    """The order in which task kinds are tried. Among the kinds not above their share of the mix, the one whose
+    best open task has the highest priority (then the oldest) comes first, so a priority set elsewhere (say,
+    where the reward model is least sure) is honoured within the mix; kinds above their share follow, the
+    least over first."""
+    deficits = kind_deficits(labeler=labeler, project=project, kinds=kinds)
+    heads = {}
+    for kind, deficit in deficits.items():
+        if deficit >= -1e-9:
+            head = task_queue(labeler=labeler, project=project, kind=kind, wrote=wrote)
+            head = head.values_list("priority", "created_at", "id")
+            if (first := head.first()) is not None:
+                heads[kind] = (-first[0], first[1], first[2])
+    by_priority = sorted(heads, key=heads.__getitem__)
+    rest = sorted((k for k in deficits if k not in heads), key=lambda k: (-deficits[k], TaskKind.values.index(k)))
+    return by_priority + rest
+
+
 def task_lease_next(
-    *, labeler, project: Project, kinds: Sequence[str] | None = None, now: datetime | None = None
+    *,
+    labeler,
+    project: Project,
+    kinds: Sequence[str] | None = None,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
 ) -> Assignment | None:
     """Lease the next task for `labeler` in `project`, or return the live lease they already hold there.
 
-    The next task is the highest-priority active task this labeler has never leased, whose overlap is not yet
-    filled by submissions plus live leases, and none of whose candidates they wrote (oldest first on ties).
-    `kinds` narrows the lease to some task kinds: a live lease of another kind is then released (it returns
-    to the pool) so that a labeler who switches to, say, rankings is not held to an unfinished rating.
+    The kind comes from the project's kind mix (the kind furthest below its share of this labeler's recent
+    leases first; `kinds` narrows it). With probability `project.gold_share` a gold task of that kind is served
+    instead, if one is left that this labeler has not seen. Otherwise it is the highest-priority open task
+    (oldest first on ties) this labeler has never leased, whose overlap is not yet filled by submissions plus
+    live leases, and none of whose candidates they wrote. A live lease of a kind outside `kinds` is released
+    (it returns to the pool) so that a labeler who switches to, say, rankings is not held to a rating.
 
-    Concurrency: on PostgreSQL the chosen task row is locked (FOR UPDATE SKIP LOCKED: other labelers skip it
-    rather than wait) and its places are counted again after the lock, in a new statement that sees every
-    lease committed meanwhile, so the overlap is never overfilled. SQLite serialises writers instead.
+    Concurrency: the labeler's own row is locked first, so one labeler's parallel requests cannot take two
+    leases. On PostgreSQL the chosen task row is locked FOR UPDATE SKIP LOCKED (other labelers skip it rather
+    than wait) and its place is taken by a conditional increment, so the overlap is never overfilled. SQLite
+    serialises writers instead.
     """
     now = now or timezone.now()
-    live = (
-        Assignment.objects.filter(
-            labeler=labeler, task__project=project, status=AssignmentStatus.ACTIVE, expires_at__gt=now
+    rng = rng or random
+    leases_release_expired(now=now, limit=200)
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=labeler.pk).values_list("pk").first()
+        live = (
+            Assignment.objects.filter(
+                labeler=labeler, task__project=project, status=AssignmentStatus.ACTIVE, expires_at__gt=now
+            )
+            .select_related("task")
+            .order_by("leased_at")
+            .first()
         )
-        .select_related("task")
-        .order_by("leased_at")
-        .first()
-    )
-    if live is not None and (not kinds or live.task.kind in kinds):
-        return live
-    if live is not None:
-        live.status = AssignmentStatus.RELEASED
-        live.finished_at = now
-        live.save(update_fields=["status", "finished_at"])
-    for _attempt in range(10):
-        with transaction.atomic():
-            available = tasks_available_to(labeler=labeler, now=now, project=project)
-            if kinds:
-                available = available.filter(kind__in=list(kinds))
-            if connection.features.has_select_for_update_skip_locked:
-                available = available.select_for_update(skip_locked=True, of=("self",))
-            task = available.first()
-            if task is None:
-                return None
-            if live_places(task=task, now=now) >= task.required_labelers:
-                continue  # filled by a lease that committed while we were choosing
-            try:
-                with transaction.atomic():
-                    return Assignment.objects.create(
-                        task=task,
-                        labeler=labeler,
-                        leased_at=now,
-                        expires_at=now + timedelta(minutes=project.lease_minutes),
-                    )
-            except IntegrityError:
-                continue  # this labeler leased it in a concurrent request; take another
+        if live is not None and (not kinds or live.task.kind in kinds):
+            return live
+        if live is not None:
+            _end_assignments([live], AssignmentStatus.RELEASED, now)
+        if not project.is_active:
+            return None
+        wrote = wrote_messages(labeler, project)
+        for kind in kinds_in_serving_order(labeler=labeler, project=project, kinds=kinds, wrote=wrote):
+            if project.gold_share > 0 and rng.random() < project.gold_share:
+                assignment = _lease_from(labeler, project, kind, gold=True, wrote=wrote, now=now)
+                if assignment is not None:
+                    return assignment
+            assignment = _lease_from(labeler, project, kind, gold=False, wrote=wrote, now=now)
+            if assignment is not None:
+                return assignment
+    return None
+
+
+def _lease_from(labeler, project: Project, kind: str, *, gold: bool, wrote: bool, now: datetime) -> Assignment | None:
+    queue = task_queue(labeler=labeler, project=project, kind=kind, gold=gold, wrote=wrote)
+    if connection.features.has_select_for_update_skip_locked:
+        queue = queue.select_for_update(skip_locked=True, of=("self",))
+    for _attempt in range(5):
+        task = queue.only("id", "required_labelers").first()
+        if task is None:
+            return None
+        place = Task.objects.filter(pk=task.pk)
+        if not gold:
+            place = place.filter(taken__lt=F("required_labelers"))
+        if not place.update(taken=F("taken") + 1):
+            continue  # filled meanwhile (only possible where rows are not locked)
+        try:
+            with transaction.atomic():
+                return Assignment.objects.create(
+                    task=task,
+                    labeler=labeler,
+                    leased_at=now,
+                    expires_at=now + timedelta(minutes=project.lease_minutes),
+                )
+        except IntegrityError:
+            # The labeler leased this task before, in a transaction that committed after our query began.
+            _release_places([task.pk])
     return None
 
 
@@ -711,6 +821,7 @@ def task_skip(*, labeler, assignment_id: int, reason: str, note: str = "", now: 
         label = SkipReason(reason).label
         assignment.skip_reason = f"{label}: {note.strip()}" if note.strip() else label
         assignment.save(update_fields=["status", "finished_at", "skip_reason"])
+        _release_places([assignment.task_id])
         return assignment
 
 
@@ -728,3 +839,114 @@ def candidate_report(*, labeler, assignment_id: int, message_id: int, reason: st
             defaults={"task": assignment.task, "reason": (reason or "").strip()[:2000]},
         )
         return report
+
+
+# --- quality control: gold tasks, deactivation, repair -------------------------------------------------------
+
+
+def _gold_answer_for(task: Task, answer: Mapping) -> dict:
+    """The gold answer in its stored form, checked against the task's kind and candidates."""
+    candidate_ids = list(task.task_candidates.order_by("position").values_list("message_id", flat=True))
+    if not isinstance(answer, Mapping):
+        raise LabelingError('A gold answer is an object, such as {"choice": -3}.', field="gold_answer")
+    if task.kind == TaskKind.DEMONSTRATE:
+        raise LabelingError("A demonstration has no single right answer, so it cannot be a gold task.", field="kind")
+    if task.kind == TaskKind.RANK:
+        tiers = answer.get("tiers")
+        placed = (
+            [c for tier in tiers for c in tier]
+            if isinstance(tiers, list) and all(isinstance(t, list) and t for t in tiers)
+            else None
+        )
+        if placed is None or sorted(placed) != sorted(candidate_ids):
+            raise LabelingError(
+                f"A gold ranking orders every candidate of the task in tiers: {candidate_ids}.", field="tiers"
+            )
+        return {"tiers": [[int(c) for c in tier] for tier in tiers]}
+    if task.kind == TaskKind.COMPARE:
+        choice = answer.get("choice")
+        if isinstance(choice, bool) or choice not in [value for value, _ in COMPARISON_SCALE]:
+            raise LabelingError(
+                "A gold comparison is a point on the scale, -4 (A much better) to 4 (B much better), with A the "
+                "task's first candidate.",
+                field="choice",
+            )
+        return {"choice": int(choice)}
+    score, tolerance = answer.get("score"), answer.get("tolerance", 1)
+    if isinstance(score, bool) or score not in range(1, 8):
+        raise LabelingError("A gold rating is a score from 1 to 7.", field="score")
+    if isinstance(tolerance, bool) or tolerance not in range(7):
+        raise LabelingError("The tolerance of a gold rating is 0 to 6 points.", field="tolerance")
+    return {"score": int(score), "tolerance": int(tolerance)}
+
+
+@transaction.atomic
+def task_set_gold(*, task: Task, answer: Mapping | None) -> Task:
+    """Make `task` a gold task with this known answer (or, with None, an ordinary task again). Gold tasks are
+    served to every labeler once, mixed in at the project's gold share, and score their accuracy."""
+    task = Task.objects.select_for_update().get(pk=task.pk)
+    task.gold_answer = None if answer is None else _gold_answer_for(task, answer)
+    task.is_gold = answer is not None
+    task.save(update_fields=["gold_answer", "is_gold"])
+    return task
+
+
+@dataclass(frozen=True)
+class DeactivationResult:
+    leases_released: int
+    annotations_requeued: int
+    tasks_reopened: int
+
+
+@transaction.atomic
+def labeler_deactivate(
+    *, labeler, requeue: bool, project: Project | None = None, now: datetime | None = None
+) -> DeactivationResult:
+    """Close a labeler's account (they can no longer sign in) and give back their live leases. With `requeue`,
+    their submitted judgements (in `project`, or everywhere) are sent back for re-labeling: each is kept but
+    marked discarded, and its place on the task opens for another labeler."""
+    now = now or timezone.now()
+    labeler = User.objects.select_for_update().get(pk=labeler.pk)
+    if labeler.is_active:
+        labeler.is_active = False
+        labeler.save(update_fields=["is_active"])
+    assignments = Assignment.objects.select_for_update().filter(labeler=labeler).order_by("id")
+    leases = list(assignments.filter(status=AssignmentStatus.ACTIVE).only("id", "task_id"))
+    _end_assignments(leases, AssignmentStatus.RELEASED, now)
+    revoked: list[Assignment] = []
+    if requeue:
+        submitted = assignments.filter(status=AssignmentStatus.SUBMITTED)
+        if project is not None:
+            submitted = submitted.filter(task__project=project)
+        revoked = list(submitted.only("id", "task_id"))
+        for model in (Demonstration, Ranking, Comparison, Rating):
+            model.objects.filter(assignment__in=[a.pk for a in revoked], discarded_at__isnull=True).update(
+                discarded_at=now
+            )
+        _end_assignments(revoked, AssignmentStatus.REVOKED, now)
+    return DeactivationResult(
+        leases_released=len(leases),
+        annotations_requeued=len(revoked),
+        tasks_reopened=len({a.task_id for a in revoked}),
+    )
+
+
+@transaction.atomic
+def task_places_recount(*, project: Project | None = None) -> int:
+    """Recount every task's taken places from its assignments (a repair, e.g. after editing rows by hand).
+    Returns how many tasks were corrected."""
+    tasks = Task.objects.all() if project is None else Task.objects.filter(project=project)
+    held = Counter(
+        dict(
+            Assignment.objects.filter(task__in=tasks, status__in=PLACE_HOLDING_STATUSES)
+            .values("task_id")
+            .annotate(n=models.Count("id"))
+            .order_by()
+            .values_list("task_id", "n")
+        )
+    )
+    corrected = 0
+    for task_id, taken in tasks.values_list("id", "taken").iterator():
+        if held[task_id] != taken:
+            corrected += Task.objects.filter(pk=task_id).update(taken=held[task_id])
+    return corrected
