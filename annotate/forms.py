@@ -103,3 +103,12 @@ class SkipForm(forms.Form):
 
 class ReportForm(forms.Form):
     reason = forms.CharField(required=False, max_length=2000)
+
+
+class DeactivateLabelerForm(forms.Form):
+    requeue = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Send their judgements in this project back for re-labeling",
+        help_text="They are kept, but no longer count; each task reopens for another labeler.",
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -80,6 +81,11 @@ class ProjectQueue:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    @property
+    def served(self) -> list[tuple[str, str, int]]:
+        """(kind, label, waiting) for the kinds this project serves."""
+        return [(kind, kind.capitalize(), self.counts[kind]) for kind in self.project.served_kinds]
+
 
 def labeler_queues(*, labeler, now: datetime | None = None) -> list[ProjectQueue]:
     """For the labeler's home page: per active project, how many tasks of each kind wait for them."""
@@ -125,10 +131,14 @@ class ProjectOverview:
         ]
 
 
-def _count_of(model, path: str = "project") -> Subquery:
+def _count_of(model, path: str = "project", **extra) -> Subquery:
     return Coalesce(
         Subquery(
-            model.objects.filter(**{path: OuterRef("pk")}).order_by().values(path).annotate(n=Count("id")).values("n"),
+            model.objects.filter(**{path: OuterRef("pk")}, **extra)
+            .order_by()
+            .values(path)
+            .annotate(n=Count("id"))
+            .values("n"),
             output_field=IntegerField(),
         ),
         0,
@@ -138,7 +148,10 @@ def _count_of(model, path: str = "project") -> Subquery:
 def projects_with_counts() -> QuerySet[Project]:
     """Active projects with `task_count` and `judgement_count`, in one query."""
     judgements = sum(
-        (_count_of(model, "task__project") for model in (Demonstration, Ranking, Comparison, Rating)),
+        (
+            _count_of(model, "task__project", discarded_at__isnull=True)
+            for model in (Demonstration, Ranking, Comparison, Rating)
+        ),
         start=Value(0),
     )
     return (
@@ -162,10 +175,13 @@ def project_overview(*, project: Project) -> ProjectOverview:
         .count(),
         tasks_by_kind={kind: tasks.get(kind, 0) for kind in TaskKind.values},
         annotations_by_kind={
-            TaskKind.DEMONSTRATE: Demonstration.objects.filter(task__project=project).count(),
-            TaskKind.RANK: Ranking.objects.filter(task__project=project).count(),
-            TaskKind.COMPARE: Comparison.objects.filter(task__project=project).count(),
-            TaskKind.RATE: Rating.objects.filter(task__project=project).count(),
+            kind: model.objects.filter(task__project=project, discarded_at__isnull=True).count()
+            for kind, model in (
+                (TaskKind.DEMONSTRATE, Demonstration),
+                (TaskKind.RANK, Ranking),
+                (TaskKind.COMPARE, Comparison),
+                (TaskKind.RATE, Rating),
+            )
         },
         imports=list(project.import_sources.select_related("imported_by")[:10]),
     )
@@ -291,3 +307,8 @@ def labeler_progress(*, labeler, project: Project, now: datetime | None = None) 
         open_in_queue=sum(queue_counts(labeler=labeler, project=project).values()),
         median_seconds_today=median,
     )
+
+
+def message_texts(*, ids: Iterable[int]) -> dict[int, str]:
+    """Message texts by id, in one query (for listing prompts and their candidates)."""
+    return dict(Message.objects.filter(pk__in=list(ids)).values_list("id", "text"))

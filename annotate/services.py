@@ -844,7 +844,7 @@ def candidate_report(*, labeler, assignment_id: int, message_id: int, reason: st
 # --- quality control: gold tasks, deactivation, repair -------------------------------------------------------
 
 
-def _gold_answer_for(task: Task, answer: Mapping) -> dict:
+def gold_answer_clean(*, task: Task, answer: Mapping) -> dict:
     """The gold answer in its stored form, checked against the task's kind and candidates."""
     candidate_ids = list(task.task_candidates.order_by("position").values_list("message_id", flat=True))
     if not isinstance(answer, Mapping):
@@ -885,7 +885,7 @@ def task_set_gold(*, task: Task, answer: Mapping | None) -> Task:
     """Make `task` a gold task with this known answer (or, with None, an ordinary task again). Gold tasks are
     served to every labeler once, mixed in at the project's gold share, and score their accuracy."""
     task = Task.objects.select_for_update().get(pk=task.pk)
-    task.gold_answer = None if answer is None else _gold_answer_for(task, answer)
+    task.gold_answer = None if answer is None else gold_answer_clean(task=task, answer=answer)
     task.is_gold = answer is not None
     task.save(update_fields=["gold_answer", "is_gold"])
     return task

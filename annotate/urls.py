@@ -7,6 +7,12 @@ app_name = "annotate"
 urlpatterns = [
     path("projects/<slug:slug>/", views.project_overview, name="project_overview"),
     path("projects/<slug:slug>/import/", views.project_import, name="project_import"),
+    path("projects/<slug:slug>/quality/", views.project_quality, name="project_quality"),
+    path(
+        "projects/<slug:slug>/quality/labelers/<int:user_id>/deactivate/",
+        views.labeler_deactivate,
+        name="labeler_deactivate",
+    ),
     path("projects/<slug:slug>/guidelines/", views.project_guidelines, name="project_guidelines"),
     path("projects/<slug:slug>/label/", views.label_start, name="label_start"),
     path("projects/<slug:slug>/label/<int:task_id>/", views.label_task, name="label_task"),

@@ -5,16 +5,18 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotate import selectors, services
+from annotate import quality, selectors, services
 from annotate.formats import ImportFormatError
 from annotate.forms import (
     ComparisonForm,
+    DeactivateLabelerForm,
     DemonstrationForm,
     PromptImportForm,
     RankingForm,
@@ -25,6 +27,8 @@ from annotate.forms import (
 from annotate.models import COMPARISON_SCALE, Assignment, Project, Task, TaskKind
 from annotate.permissions import role_required
 from annotate.roles import RoleName, user_has_role
+
+User = get_user_model()
 
 
 @login_required
@@ -41,6 +45,78 @@ def home(request):
 def project_overview(request, slug: str):
     project = get_object_or_404(Project, slug=slug)
     return render(request, "annotate/project_overview.html", {"overview": selectors.project_overview(project=project)})
+
+
+# --- quality control ----------------------------------------------------------------------------------------
+
+CHART_DAYS = 30
+KIND_ORDER = list(TaskKind.values)
+
+
+def _day_bars(days: list[quality.DayCount], *, height: int = 120) -> list[dict]:
+    """Stacked bar geometry (in SVG units) for the judgements-per-day chart: one bar per day, one segment per
+    task kind, scaled to the busiest day."""
+    top = max((day.total for day in days), default=0) or 1
+    bars = []
+    for index, day in enumerate(days):
+        y = height
+        segments = []
+        for kind in KIND_ORDER:
+            h = day.counts[kind] * height / top
+            if h:
+                y -= h
+                segments.append({"kind": kind, "y": round(y, 2), "height": round(h, 2)})
+        bars.append({"day": day, "x": index * 10 + 1, "segments": segments})
+    return bars
+
+
+@role_required(RoleName.RESEARCHER)
+@require_http_methods(["GET"])
+def project_quality(request, slug: str):
+    """Who labeled what, how fast and how well, and how much labelers agree."""
+    project = get_object_or_404(Project, slug=slug)
+    report = quality.quality_report(project=project, days=CHART_DAYS)
+    texts = selectors.message_texts(ids={i for p in report.contested for i in [p.anchor_id, *p.scores]})
+    contested = [
+        {
+            "prompt": p,
+            "text": texts.get(p.anchor_id, ""),
+            "candidates": sorted(((score, texts.get(m, "")) for m, score in p.scores.items()), reverse=True),
+        }
+        for p in report.contested
+    ]
+    return render(
+        request,
+        "annotate/project_quality.html",
+        {
+            "report": report,
+            "project": project,
+            "bars": _day_bars(report.days),
+            "contested": contested,
+            "kinds": TaskKind.choices,
+            "deactivate_form": DeactivateLabelerForm(),
+        },
+    )
+
+
+@role_required(RoleName.ADMIN)
+@require_POST
+def labeler_deactivate(request, slug: str, user_id: int):
+    """Close a labeler's account and, if asked, send their judgements in this project back for re-labeling."""
+    project = get_object_or_404(Project, slug=slug)
+    labeler = get_object_or_404(User, pk=user_id)
+    form = DeactivateLabelerForm(request.POST)
+    if labeler == request.user:
+        messages.error(request, "You cannot deactivate your own account.")
+    elif form.is_valid():
+        result = services.labeler_deactivate(labeler=labeler, requeue=form.cleaned_data["requeue"], project=project)
+        messages.success(
+            request,
+            f"{labeler.username} is deactivated. {result.leases_released} lease(s) released; "
+            f"{result.annotations_requeued} judgement(s) sent back for re-labeling "
+            f"({result.tasks_reopened} task(s) reopened).",
+        )
+    return redirect("annotate:project_quality", slug=project.slug)
 
 
 @role_required(RoleName.ADMIN)

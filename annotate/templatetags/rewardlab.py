@@ -69,3 +69,43 @@ def posted(form, name) -> list[str]:
 def prefixed(message_id, prefix: str) -> str:
     """`{{ id|prefixed:"rank_" }}` -> "rank_12": the per-candidate field names of the ranking form."""
     return f"{prefix}{message_id}"
+
+
+EMPTY = "—"
+
+
+@register.filter
+def percent(value: float | None, digits: int = 0) -> str:
+    """0.873 -> "87%"; None (nothing to measure yet) -> "—"."""
+    return EMPTY if value is None else f"{value * 100:.{int(digits)}f}%"
+
+
+@register.filter
+def decimal(value: float | None, digits: int = 2) -> str:
+    """A statistic such as alpha or tau, with a true minus sign; None -> "—"."""
+    return EMPTY if value is None else f"{value:.{int(digits)}f}".replace("-", "\N{MINUS SIGN}")
+
+
+@register.filter
+def seconds(value: float | None) -> str:
+    """A duration in seconds, read at a glance: "42 s", "3 min 5 s"; None -> "—"."""
+    if value is None:
+        return EMPTY
+    if value < 60:
+        return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
+    minutes, rest = divmod(round(value), 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
+@register.filter
+def get(mapping, key):
+    """mapping[key] in a template (None when missing)."""
+    return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
+def queue_count(value: int) -> str:
+    """A labeler's queue size; counts stop at the cap ("1,000+")."""
+    from annotate.selectors import QUEUE_COUNT_CAP
+
+    return f"{QUEUE_COUNT_CAP:,}+" if value > QUEUE_COUNT_CAP else f"{value:,}"

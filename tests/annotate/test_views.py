@@ -80,6 +80,8 @@ def test_an_admin_sees_the_admin_site_and_can_create_a_project_there(client, adm
             "ranking_k": 4,
             "lease_minutes": 30,
             "flags": "[]",
+            "kind_mix": '{"rank": 1}',
+            "gold_share": 0.1,
             "retrain_min_comparisons": 200,
             "retrain_min_demonstrations": 100,
         },
