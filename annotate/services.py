@@ -497,8 +497,10 @@ def task_lease_next(
         if not project.is_active:
             return None
         wrote = wrote_messages(labeler, project)
+        # One draw per lease: a gold task of the first kind that has one left for this labeler.
+        gold = project.gold_share > 0 and rng.random() < project.gold_share
         for kind in kinds_in_serving_order(labeler=labeler, project=project, kinds=kinds, wrote=wrote):
-            if project.gold_share > 0 and rng.random() < project.gold_share:
+            if gold:
                 assignment = _lease_from(labeler, project, kind, gold=True, wrote=wrote, now=now)
                 if assignment is not None:
                     return assignment
