@@ -455,7 +455,9 @@ def consensus_answer(*, task) -> dict | None:
         if winner is None:
             return None
         side = [c for c in choices if choice_relation(c) == winner]
-        return {"choice": int(statistics.median_low(side))}
+        if winner == 0:
+            return {"choice": int(statistics.median_low(side))}
+        return {"choice": winner * int(statistics.median_low(abs(c) for c in side))}  # the lower middle strength
     if task.kind == TaskKind.RATE:
         scores = list(counted(Rating, project).filter(task=task).values_list("score", flat=True))
         if len(scores) < 2:

@@ -272,9 +272,9 @@ def test_deactivating_without_requeue_releases_live_leases_only(make_user, ratin
 
 
 def test_a_deactivated_labeler_cannot_sign_in(client, make_user):
-    from tests.conftest import PASSWORD
-
     from django.urls import reverse
+
+    from tests.conftest import PASSWORD
 
     labeler = make_user(RoleName.LABELER)
     client.post(reverse("login"), {"username": labeler.username, "password": PASSWORD})

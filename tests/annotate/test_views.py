@@ -26,7 +26,10 @@ def signed_in(client, user):
 
 def researcher_and_admin_pages(project):
     return {
-        "researcher": [reverse("annotate:project_overview", args=[project.slug])],
+        "researcher": [
+            reverse("annotate:project_overview", args=[project.slug]),
+            reverse("annotate:project_quality", args=[project.slug]),
+        ],
         "admin": [reverse("annotate:project_import", args=[project.slug])],
     }
 
