@@ -442,6 +442,9 @@ def kinds_in_serving_order(
     best open task has the highest priority (then the oldest) comes first, so a priority set elsewhere (say,
     where the reward model is least sure) is honoured within the mix; kinds above their share follow, the
     least over first."""
+    served = [k for k in project.served_kinds if not kinds or k in kinds]
+    if len(served) < 2:
+        return served  # nothing to balance
     deficits = kind_deficits(labeler=labeler, project=project, kinds=kinds)
     heads = {}
     for kind, deficit in deficits.items():
@@ -476,37 +479,55 @@ def task_lease_next(
     leases. On PostgreSQL the chosen task row is locked FOR UPDATE SKIP LOCKED (other labelers skip it rather
     than wait) and its place is taken by a conditional increment, so the overlap is never overfilled. SQLite
     serialises writers instead.
+
+    Expired leases return to the pool: the periodic sweep (every minute) ends them, and a lease that finds
+    nothing open sweeps first and looks again.
     """
     now = now or timezone.now()
     rng = rng or random
-    leases_release_expired(now=now, limit=200)
-    with transaction.atomic():
-        User.objects.select_for_update().filter(pk=labeler.pk).values_list("pk").first()
-        live = (
-            Assignment.objects.filter(
-                labeler=labeler, task__project=project, status=AssignmentStatus.ACTIVE, expires_at__gt=now
-            )
-            .select_related("task")
-            .order_by("leased_at")
-            .first()
+    swept = False
+    for _attempt in range(3):
+        try:
+            assignment = _lease_next(labeler=labeler, project=project, kinds=kinds, now=now, rng=rng)
+        except IntegrityError:
+            continue  # this labeler leased the task in a parallel request that committed after our query began
+        if assignment is None and not swept:
+            # Nothing open: leases that expired since the last periodic sweep may be holding places.
+            swept = True
+            if leases_release_expired(now=now, limit=1000):
+                continue
+        return assignment
+    return None
+
+
+@transaction.atomic
+def _lease_next(*, labeler, project: Project, kinds: Sequence[str] | None, now: datetime, rng) -> Assignment | None:
+    User.objects.select_for_update().filter(pk=labeler.pk).values_list("pk").first()
+    live = (
+        Assignment.objects.filter(
+            labeler=labeler, task__project=project, status=AssignmentStatus.ACTIVE, expires_at__gt=now
         )
-        if live is not None and (not kinds or live.task.kind in kinds):
-            return live
-        if live is not None:
-            _end_assignments([live], AssignmentStatus.RELEASED, now)
-        if not project.is_active:
-            return None
-        wrote = wrote_messages(labeler, project)
-        # One draw per lease: a gold task of the first kind that has one left for this labeler.
-        gold = project.gold_share > 0 and rng.random() < project.gold_share
-        for kind in kinds_in_serving_order(labeler=labeler, project=project, kinds=kinds, wrote=wrote):
-            if gold:
-                assignment = _lease_from(labeler, project, kind, gold=True, wrote=wrote, now=now)
-                if assignment is not None:
-                    return assignment
-            assignment = _lease_from(labeler, project, kind, gold=False, wrote=wrote, now=now)
+        .select_related("task")
+        .order_by("leased_at")
+        .first()
+    )
+    if live is not None and (not kinds or live.task.kind in kinds):
+        return live
+    if live is not None:
+        _end_assignments([live], AssignmentStatus.RELEASED, now)
+    if not project.is_active:
+        return None
+    wrote = wrote_messages(labeler, project)
+    # One draw per lease: a gold task of the first kind that has one left for this labeler.
+    gold = project.gold_share > 0 and rng.random() < project.gold_share
+    for kind in kinds_in_serving_order(labeler=labeler, project=project, kinds=kinds, wrote=wrote):
+        if gold:
+            assignment = _lease_from(labeler, project, kind, gold=True, wrote=wrote, now=now)
             if assignment is not None:
                 return assignment
+        assignment = _lease_from(labeler, project, kind, gold=False, wrote=wrote, now=now)
+        if assignment is not None:
+            return assignment
     return None
 
 
@@ -523,17 +544,9 @@ def _lease_from(labeler, project: Project, kind: str, *, gold: bool, wrote: bool
             place = place.filter(taken__lt=F("required_labelers"))
         if not place.update(taken=F("taken") + 1):
             continue  # filled meanwhile (only possible where rows are not locked)
-        try:
-            with transaction.atomic():
-                return Assignment.objects.create(
-                    task=task,
-                    labeler=labeler,
-                    leased_at=now,
-                    expires_at=now + timedelta(minutes=project.lease_minutes),
-                )
-        except IntegrityError:
-            # The labeler leased this task before, in a transaction that committed after our query began.
-            _release_places([task.pk])
+        return Assignment.objects.create(
+            task=task, labeler=labeler, leased_at=now, expires_at=now + timedelta(minutes=project.lease_minutes)
+        )
     return None
 
 
@@ -613,7 +626,9 @@ def _submit(
         )
         if build is not None:
             build(annotation, task)
-        annotation.full_clean(exclude=["task", "labeler", "assignment"], validate_constraints=False)
+        # The task, labeler, assignment and candidates were all just read from the database: not looked up again.
+        by_construction = ["task", "labeler", "assignment", "candidate", "candidate_a", "candidate_b", "message"]
+        annotation.full_clean(exclude=by_construction, validate_constraints=False)
         annotation.save()
         assignment.status = AssignmentStatus.SUBMITTED
         assignment.finished_at = now
