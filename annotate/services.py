@@ -95,6 +95,20 @@ def project_create(*, name: str, slug: str = "", **settings_fields) -> Project:
 
 
 @transaction.atomic
+def tasks_set_priority(*, priorities: Mapping[int, float]) -> int:
+    """Set the priority of tasks by id (higher is served first; ties by age). The training side raises it where
+    the reward model is least sure. Returns how many tasks were updated; unknown ids are ignored."""
+    for task_id, priority in priorities.items():
+        if isinstance(priority, bool) or not isinstance(priority, int | float) or not math.isfinite(priority):
+            raise ValueError(f"task {task_id}: the priority must be a finite number, not {priority!r}")
+    tasks = list(Task.objects.filter(pk__in=list(priorities)).only("id", "priority"))
+    for task in tasks:
+        task.priority = float(priorities[task.pk])
+    Task.objects.bulk_update(tasks, ["priority"], batch_size=1000)
+    return len(tasks)
+
+
+@transaction.atomic
 def project_overlap_apply(*, project: Project) -> int:
     """Give every task of the project the overlap its kind now has in the project's settings. Lowering it
     closes tasks that already have enough labelers; raising it reopens done tasks for more. Returns how many
@@ -476,9 +490,10 @@ def task_lease_next(
     (it returns to the pool) so that a labeler who switches to, say, rankings is not held to a rating.
 
     Concurrency: the labeler's own row is locked first, so one labeler's parallel requests cannot take two
-    leases. On PostgreSQL the chosen task row is locked FOR UPDATE SKIP LOCKED (other labelers skip it rather
-    than wait) and its place is taken by a conditional increment, so the overlap is never overfilled. SQLite
-    serialises writers instead.
+    leases. On PostgreSQL the chosen task row is locked FOR NO KEY UPDATE SKIP LOCKED (other labelers skip it
+    rather than wait; submissions that only reference the task, through a foreign key, are not held up) and
+    its place is taken by a conditional increment, so the overlap is never overfilled. SQLite serialises
+    writers instead.
 
     Expired leases return to the pool: the periodic sweep (every minute) ends them, and a lease that finds
     nothing open sweeps first and looks again.
@@ -502,7 +517,7 @@ def task_lease_next(
 
 @transaction.atomic
 def _lease_next(*, labeler, project: Project, kinds: Sequence[str] | None, now: datetime, rng) -> Assignment | None:
-    User.objects.select_for_update().filter(pk=labeler.pk).values_list("pk").first()
+    User.objects.select_for_update(no_key=True).filter(pk=labeler.pk).values_list("pk").first()
     live = (
         Assignment.objects.filter(
             labeler=labeler, task__project=project, status=AssignmentStatus.ACTIVE, expires_at__gt=now
@@ -534,7 +549,7 @@ def _lease_next(*, labeler, project: Project, kinds: Sequence[str] | None, now: 
 def _lease_from(labeler, project: Project, kind: str, *, gold: bool, wrote: bool, now: datetime) -> Assignment | None:
     queue = task_queue(labeler=labeler, project=project, kind=kind, gold=gold, wrote=wrote)
     if connection.features.has_select_for_update_skip_locked:
-        queue = queue.select_for_update(skip_locked=True, of=("self",))
+        queue = queue.select_for_update(skip_locked=True, no_key=True, of=("self",))
     for _attempt in range(5):
         task = queue.only("id", "required_labelers").first()
         if task is None:
@@ -553,7 +568,7 @@ def _lease_from(labeler, project: Project, kind: str, *, gold: bool, wrote: bool
 def _locked_live_assignment(*, labeler, assignment_id: int, kind: str | None, now: datetime) -> Assignment:
     try:
         assignment = (
-            Assignment.objects.select_for_update(of=("self",))
+            Assignment.objects.select_for_update(no_key=True, of=("self",))
             .select_related("task__project", "task__anchor")
             .get(pk=assignment_id)
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import random
 import statistics
 import sys
 import time
@@ -49,6 +50,8 @@ def setup_database() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    if os.environ.get("BENCH_SYNCHRONOUS_COMMIT") == "off":  # to tell the disk's flush latency from the code's
+        admin_sql("ALTER DATABASE rewardlab_bench SET synchronous_commit = off")
 
 
 def load(size: int) -> tuple[int, list[int]]:
@@ -186,7 +189,7 @@ def baseline_lease(labeler, project, now):
     return None
 
 
-def labeler_loop(impl: str, project_id: int, labeler_id: int, ops: int, barrier, results) -> None:
+def labeler_loop(impl: str, project_id: int, labeler_id: int, ops: int, think_ms: int, barrier, results) -> None:
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.utils import timezone
@@ -198,24 +201,34 @@ def labeler_loop(impl: str, project_id: int, labeler_id: int, ops: int, barrier,
     labeler = get_user_model().objects.get(pk=labeler_id)
     project = Project.objects.get(pk=project_id)
     latencies = []
-    barrier.wait()
-    for n in range(ops):
-        start = time.perf_counter()
+    pause = random.Random(labeler_id)
+
+    def operation(token: str) -> bool:
         if impl == "project":
             assignment = services.task_lease_next(labeler=labeler, project=project)
         else:
             assignment = baseline_lease(labeler, project, timezone.now())
         if assignment is None:
+            return False
+        services.rating_submit(labeler=labeler, assignment_id=assignment.pk, score=4, client_token=token)
+        return True
+
+    operation(f"{impl}-warm-{time.time_ns()}")  # a web worker's steady state: connection open, code paths warm
+    barrier.wait()
+    if think_ms:  # labelers arrive at their own moments, not all in the same millisecond
+        time.sleep(pause.uniform(0, think_ms / 1000))
+    for n in range(ops):
+        start = time.perf_counter()
+        if not operation(f"{impl}-{time.time_ns()}-{n}"):
             break
-        services.rating_submit(
-            labeler=labeler, assignment_id=assignment.pk, score=4, client_token=f"{impl}-{assignment.pk}-{n}"
-        )
         latencies.append(time.perf_counter() - start)
+        if think_ms:  # the time a labeler reads and decides, exponentially distributed around the mean
+            time.sleep(pause.expovariate(1000 / think_ms))
     connection.close()
     results.put(latencies)
 
 
-def run(impl: str, project_id: int, labelers: list[int], ops_total: int) -> dict:
+def run(impl: str, project_id: int, labelers: list[int], ops_total: int, think_ms: int) -> dict:
     from django.db import connection
 
     connection.close()
@@ -223,7 +236,8 @@ def run(impl: str, project_id: int, labelers: list[int], ops_total: int) -> dict
     barrier, results = context.Barrier(len(labelers) + 1), context.Queue()
     per = max(1, ops_total // len(labelers))
     processes = [
-        context.Process(target=labeler_loop, args=(impl, project_id, pk, per, barrier, results)) for pk in labelers
+        context.Process(target=labeler_loop, args=(impl, project_id, pk, per, think_ms, barrier, results))
+        for pk in labelers
     ]
     for process in processes:
         process.start()
@@ -265,6 +279,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--labelers", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--ops", type=int, default=320, help="lease-and-submit operations per measurement")
+    parser.add_argument(
+        "--think-ms",
+        type=int,
+        nargs="+",
+        default=[0, 1000],
+        help="mean pause between a labeler's operations: 0 is a closed loop (the machine's capacity); 1000 is a "
+        "labeler submitting every second, still far faster than a person",
+    )
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
 
@@ -279,25 +301,32 @@ def main() -> None:
                 f"{queue_plan(project_id, labelers[0])}",
                 flush=True,
             )
-            for count in args.labelers:
-                for impl in ["project"] if args.no_baseline else ["project", "baseline"]:
-                    result = run(impl, project_id, labelers[:count], args.ops)
-                    rows.append((size, count, impl, result))
-                    print(
-                        f"  {size:>9,} tasks  {count:>2} labelers  {impl:<8}  p50 {result['p50']:7.1f} ms  "
-                        f"p99 {result['p99']:7.1f} ms  {result['throughput']:6.1f} ops/s",
-                        flush=True,
-                    )
+            for think in args.think_ms:
+                for count in args.labelers:
+                    if think and count == 1:
+                        continue  # one labeler alone: a pause changes nothing
+                    for impl in ["project"] if args.no_baseline else ["project", "baseline"]:
+                        result = run(impl, project_id, labelers[:count], args.ops, think)
+                        rows.append((size, count, think, impl, result))
+                        print(
+                            f"  {size:>9,} tasks  {count:>2} labelers  think {think:>4} ms  {impl:<8}  "
+                            f"p50 {result['p50']:7.1f} ms  p99 {result['p99']:7.1f} ms  "
+                            f"{result['throughput']:6.1f} ops/s",
+                            flush=True,
+                        )
     finally:
         from django.db import connections
 
         connections.close_all()
         admin_sql("DROP DATABASE IF EXISTS rewardlab_bench")
 
-    print("\n| open tasks | labelers | queue | ops | p50 ms | p99 ms | ops/s |")
-    print("|---:|---:|---|---:|---:|---:|---:|")
-    for size, count, impl, r in rows:
-        print(f"| {size:,} | {count} | {impl} | {r['ops']} | {r['p50']:.1f} | {r['p99']:.1f} | {r['throughput']:.0f} |")
+    print("\n| open tasks | labelers | think ms | queue | ops | p50 ms | p99 ms | ops/s |")
+    print("|---:|---:|---:|---|---:|---:|---:|---:|")
+    for size, count, think, impl, r in rows:
+        print(
+            f"| {size:,} | {count} | {think} | {impl} | {r['ops']} | {r['p50']:.1f} | {r['p99']:.1f} "
+            f"| {r['throughput']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

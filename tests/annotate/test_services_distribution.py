@@ -108,6 +108,14 @@ def test_higher_priority_first_then_oldest(make_user, rating_project):
     assert served == [tasks[2].pk, tasks[4].pk, tasks[0].pk]
 
 
+def test_priorities_are_set_in_bulk_and_must_be_finite(make_user, rating_project):
+    last = Task.objects.filter(project=rating_project).order_by("id").last()
+    assert services.tasks_set_priority(priorities={last.pk: 9.5, 10**9: 1.0}) == 1
+    assert services.task_lease_next(labeler=make_user(RoleName.LABELER), project=rating_project).task == last
+    with pytest.raises(ValueError, match=f"task {last.pk}: the priority must be a finite number"):
+        services.tasks_set_priority(priorities={last.pk: float("nan")})
+
+
 def test_the_kind_mix_sets_the_share_of_each_kind_a_labeler_is_served(make_user, project):
     project.import_task_kinds = ["compare", "rate"]
     project.kind_mix = {"compare": 3, "rate": 1, "rank": 0, "demonstrate": 0}
