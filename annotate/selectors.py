@@ -312,3 +312,13 @@ def labeler_progress(*, labeler, project: Project, now: datetime | None = None) 
 def message_texts(*, ids: Iterable[int]) -> dict[int, str]:
     """Message texts by id, in one query (for listing prompts and their candidates)."""
     return dict(Message.objects.filter(pk__in=list(ids)).values_list("id", "text"))
+
+
+def labeler_footprint(*, labeler, project: Project) -> dict[str, int]:
+    """What deactivating a labeler touches: their live leases (anywhere) and counted judgements in `project`."""
+    judgements = sum(
+        model.objects.filter(labeler=labeler, task__project=project, discarded_at__isnull=True).count()
+        for model in (Demonstration, Ranking, Comparison, Rating)
+    )
+    leases = Assignment.objects.filter(labeler=labeler, status=AssignmentStatus.ACTIVE).count()
+    return {"judgements": judgements, "live_leases": leases}

@@ -94,21 +94,23 @@ def project_quality(request, slug: str):
             "bars": _day_bars(report.days),
             "contested": contested,
             "kinds": TaskKind.choices,
-            "deactivate_form": DeactivateLabelerForm(),
+            "kind_columns": [("demonstrate", "Demos"), ("rank", "Rankings"), ("compare", "A/B"), ("rate", "Ratings")],
         },
     )
 
 
 @role_required(RoleName.ADMIN)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def labeler_deactivate(request, slug: str, user_id: int):
-    """Close a labeler's account and, if asked, send their judgements in this project back for re-labeling."""
+    """Confirm, then close a labeler's account and, if asked, send their judgements in this project back for
+    re-labeling."""
     project = get_object_or_404(Project, slug=slug)
     labeler = get_object_or_404(User, pk=user_id)
-    form = DeactivateLabelerForm(request.POST)
     if labeler == request.user:
         messages.error(request, "You cannot deactivate your own account.")
-    elif form.is_valid():
+        return redirect("annotate:project_quality", slug=project.slug)
+    form = DeactivateLabelerForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
         result = services.labeler_deactivate(labeler=labeler, requeue=form.cleaned_data["requeue"], project=project)
         messages.success(
             request,
@@ -116,7 +118,14 @@ def labeler_deactivate(request, slug: str, user_id: int):
             f"{result.annotations_requeued} judgement(s) sent back for re-labeling "
             f"({result.tasks_reopened} task(s) reopened).",
         )
-    return redirect("annotate:project_quality", slug=project.slug)
+        return redirect("annotate:project_quality", slug=project.slug)
+    context = {
+        "project": project,
+        "labeler": labeler,
+        "form": form,
+        **selectors.labeler_footprint(labeler=labeler, project=project),
+    }
+    return render(request, "annotate/labeler_deactivate.html", context)
 
 
 @role_required(RoleName.ADMIN)

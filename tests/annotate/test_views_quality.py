@@ -74,8 +74,11 @@ def test_a_labeler_cannot_open_the_quality_page(client, rated):
 def test_an_admin_deactivates_a_labeler_and_requeues_their_work(client, admin_user, rated):
     project, labelers = rated
     client.force_login(admin_user)
-    assert "Deactivate ana" in page(client, project).content.decode()
     url = reverse("annotate:labeler_deactivate", args=[project.slug, labelers[0].pk])
+    assert url in page(client, project).content.decode()
+    confirm = client.get(url).content.decode()
+    assert "Deactivate ana?" in confirm and "Send their 3 judgements in this project back" in confirm
+    assert labelers[0].is_active  # nothing happens on GET
     response = client.post(url, {"requeue": "on"}, follow=True)
     html = response.content.decode()
     assert "ana is deactivated" in html and "3 judgement(s) sent back" in html
@@ -87,6 +90,7 @@ def test_deactivating_needs_the_admin_role_and_a_csrf_token(client, researcher, 
     project, labelers = rated
     url = reverse("annotate:labeler_deactivate", args=[project.slug, labelers[0].pk])
     client.force_login(researcher)
+    assert client.get(url).status_code == 403
     assert client.post(url, {"requeue": "on"}).status_code == 403
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(admin_user)

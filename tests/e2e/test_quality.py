@@ -48,10 +48,11 @@ def test_a_researcher_reads_the_quality_page(page_for, make_user, labeled, width
 def test_an_admin_deactivates_the_careless_labeler_from_the_quality_page(page_for, make_user, labeled):
     page = page_for(make_user(RoleName.ADMIN, "ada"), password=PASSWORD)
     page.goto("/projects/demo/quality/")
-    row = page.locator("tr[data-labeler=quinn]")
-    row.locator("summary", has_text="Deactivate").click()
-    screenshot(page, "project-quality-deactivate")
-    row.locator("button", has_text="Deactivate quinn").click()
+    page.locator("tr[data-labeler=quinn]").locator("text=Deactivate…").click()
+    assert page.inner_text("h1") == "Deactivate quinn?"
+    assert page.is_checked("input[name=requeue]")
+    screenshot(page, "labeler-deactivate")
+    page.click("button:has-text('Deactivate quinn')")
     assert "quinn is deactivated" in page.inner_text(".messages")
     assert page.locator("tr[data-labeler=quinn]").count() == 0  # their judgements no longer count
     assert not Rating.objects.filter(labeler__username="quinn", discarded_at__isnull=True).exists()
