@@ -67,19 +67,25 @@ class Judgements:
     ratings: list[tuple[int, int, int]] = field(default_factory=list)  # task, who, score
 
     @classmethod
-    def load(cls, project: Project) -> Judgements:
+    def load(cls, project: Project, *, restrict=None) -> Judgements:
+        """`restrict(model, queryset) -> queryset` narrows what is read (an export's filters, a snapshot)."""
         judgements = cls()
+
+        def rows(model):
+            queryset = counted(model, project)
+            return queryset if restrict is None else restrict(model, queryset)
+
         # A judgement imported from a file has no labeler; it stands as its own coder.
-        for task, anchor, labeler, source, tiers in counted(Ranking, project).values_list(
+        for task, anchor, labeler, source, tiers in rows(Ranking).values_list(
             "task_id", "task__anchor_id", "labeler_id", "import_source_id", "tiers"
         ):
             judgements.rankings.append((task, anchor, _coder(labeler, source), tiers))
-        for task, anchor, labeler, source, a, b, choice in counted(Comparison, project).values_list(
+        for task, anchor, labeler, source, a, b, choice in rows(Comparison).values_list(
             "task_id", "task__anchor_id", "labeler_id", "import_source_id", "candidate_a_id", "candidate_b_id", "choice"
         ):
             pair, value = comparison_value(choice, a, b)
             judgements.comparisons.append((task, anchor, _coder(labeler, source), pair, value))
-        for task, labeler, source, score in counted(Rating, project).values_list(
+        for task, labeler, source, score in rows(Rating).values_list(
             "task_id", "labeler_id", "import_source_id", "score"
         ):
             judgements.ratings.append((task, _coder(labeler, source), score))
