@@ -112,3 +112,71 @@ class DeactivateLabelerForm(forms.Form):
         label="Send their judgements in this project back for re-labeling",
         help_text="They are kept, but no longer count; each task reopens for another labeler.",
     )
+
+
+class ExportForm(forms.Form):
+    """The options of an export, as a researcher picks them on the export page (GET parameters)."""
+
+    dataset = forms.ChoiceField(
+        choices=[
+            ("preferences", "Preference pairs (reward model, DPO)"),
+            ("hh", "HH-style transcripts (chosen / rejected)"),
+            ("sft", "Demonstrations for SFT (messages)"),
+            ("ratings", "Ratings (score and flags)"),
+            ("trees", "Whole conversation trees"),
+        ]
+    )
+    style = forms.ChoiceField(
+        choices=[("standard", "Standard (prompt as text)"), ("conversational", "Conversational (role/content lists)")]
+    )
+    aggregation = forms.ChoiceField(
+        choices=[
+            ("raw", "One row per labeler's judgement"),
+            ("majority", "Aggregated: majority vote per pair"),
+            ("bradley_terry", "Aggregated: Bradley–Terry fit with ties"),
+        ],
+        label="Rows",
+    )
+    ties = forms.ChoiceField(choices=[("drop", "Drop ties"), ("label", "Keep ties, labelled tie: true")])
+    margin = forms.BooleanField(required=False, initial=True, label="Include margin (comparison strength)")
+    format = forms.ChoiceField(choices=[("jsonl", "JSONL"), ("parquet", "Parquet")])
+    kinds = forms.MultipleChoiceField(
+        choices=[("rank", "Rankings"), ("compare", "A/B comparisons")],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Preference pairs from these judgements (none ticked: both).",
+    )
+    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    labelers = forms.CharField(required=False, help_text="Usernames, comma separated (empty: everyone).")
+    model_versions = forms.CharField(required=False, help_text="Model version ids, comma separated.")
+    min_agreement = forms.FloatField(
+        required=False, min_value=0, max_value=1, help_text="Keep prompts whose votes agree this much (0 to 1)."
+    )
+
+    def clean_labelers(self) -> tuple[int, ...]:
+        from django.contrib.auth import get_user_model
+
+        names = [n.strip() for n in self.cleaned_data["labelers"].split(",") if n.strip()]
+        found = dict(get_user_model().objects.filter(username__in=names).values_list("username", "id"))
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise forms.ValidationError(f"No user named {missing[0]!r}.")
+        return tuple(found[n] for n in names)
+
+    def clean_model_versions(self) -> tuple[int, ...]:
+        raw = [v.strip() for v in self.cleaned_data["model_versions"].split(",") if v.strip()]
+        if not all(v.isdigit() for v in raw):
+            raise forms.ValidationError("Model versions are ids (numbers), comma separated.")
+        return tuple(int(v) for v in raw)
+
+    def options(self):
+        from annotate.exports import ExportError, ExportOptions
+
+        data = dict(self.cleaned_data)
+        data["kinds"] = tuple(data["kinds"])
+        try:
+            return ExportOptions(**data)
+        except ExportError as error:
+            self.add_error(error.field if error.field in self.fields else None, error.message)
+            return None

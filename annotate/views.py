@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from itertools import islice
+from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotate import quality, selectors, services
+from annotate import exports, quality, selectors, services
 from annotate.formats import ImportFormatError
 from annotate.forms import (
     ComparisonForm,
     DeactivateLabelerForm,
     DemonstrationForm,
+    ExportForm,
     PromptImportForm,
     RankingForm,
     RatingForm,
@@ -27,6 +32,7 @@ from annotate.forms import (
 from annotate.models import COMPARISON_SCALE, Assignment, Project, Task, TaskKind
 from annotate.permissions import role_required
 from annotate.roles import RoleName, user_has_role
+from rewardlab.services import snapshot_freeze
 
 User = get_user_model()
 
@@ -45,6 +51,95 @@ def home(request):
 def project_overview(request, slug: str):
     project = get_object_or_404(Project, slug=slug)
     return render(request, "annotate/project_overview.html", {"overview": selectors.project_overview(project=project)})
+
+
+# --- exports and snapshots -----------------------------------------------------------------------------------
+
+EXPORT_DEFAULTS = {"dataset": "preferences", "style": "standard", "aggregation": "raw", "ties": "drop", "margin": True}
+EXPORT_DEFAULTS["format"] = "jsonl"
+CONTENT_TYPES = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
+
+
+def export_response(project: Project, options: exports.ExportOptions) -> StreamingHttpResponse:
+    """The export as a download, streamed chunk by chunk (memory stays flat however many rows)."""
+    rows = exports.export_rows(project, options)
+    response = StreamingHttpResponse(
+        exports.export_chunks(rows, options.format), content_type=CONTENT_TYPES[options.format]
+    )
+    stamp = timezone.localdate().isoformat()
+    name = f"{project.slug}-{options.dataset}-{stamp}.{options.filename_suffix}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@role_required(RoleName.RESEARCHER)
+@require_http_methods(["GET"])
+def project_export(request, slug: str):
+    """Choose what to export; preview the first rows, download it streamed, or freeze it as a snapshot."""
+    project = get_object_or_404(Project, slug=slug)
+    form = ExportForm(request.GET or None, initial=EXPORT_DEFAULTS)
+    preview, options = None, None
+    if form.is_bound and form.is_valid():
+        options = form.options()
+    if options is not None and "download" in request.GET:
+        return export_response(project, options)
+    if options is not None:
+        preview = [
+            json.dumps(row, ensure_ascii=False, indent=1) for row in islice(exports.export_rows(project, options), 3)
+        ]
+    context = {
+        "project": project,
+        "form": form,
+        "options": options,
+        "preview": preview,
+        "query": request.GET.urlencode(),
+        "snapshots": project.snapshots.select_related("created_by")[:20],
+    }
+    return render(request, "annotate/project_export.html", context, status=400 if form.errors else 200)
+
+
+@role_required(RoleName.RESEARCHER)
+@require_POST
+def snapshot_create(request, slug: str):
+    project = get_object_or_404(Project, slug=slug)
+    form = ExportForm(request.POST)
+    options = form.options() if form.is_valid() else None
+    if options is None:
+        messages.error(
+            request,
+            "The export options are not valid: "
+            + "; ".join(str(error) for errors in form.errors.values() for error in errors),
+        )
+        return redirect("annotate:project_export", slug=project.slug)
+    result = snapshot_freeze(
+        project=project, options=options, name=request.POST.get("name", "")[:200], created_by=request.user
+    )
+    snapshot = result.snapshot
+    if result.created:
+        messages.success(
+            request, f"Snapshot {snapshot.content_hash[:12]} frozen: {snapshot.row_counts.get('rows', 0):,} rows."
+        )
+    else:
+        messages.info(request, f"Nothing changed since snapshot {snapshot.content_hash[:12]}; it is the same data.")
+    return redirect("annotate:project_export", slug=project.slug)
+
+
+@role_required(RoleName.RESEARCHER)
+@require_http_methods(["GET"])
+def snapshot_download(request, slug: str, snapshot_id: int):
+    """The snapshot's file exactly as it was frozen."""
+    project = get_object_or_404(Project, slug=slug)
+    snapshot = get_object_or_404(project.snapshots, pk=snapshot_id)
+    path = Path(snapshot.export_path)
+    if not path.is_file():
+        raise Http404("This snapshot's file is missing from the artifacts folder.")
+    fmt = snapshot.filter.get("format", "jsonl")
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=f"{project.slug}-snapshot-{snapshot.content_hash[:12]}{path.suffix}",
+        content_type=CONTENT_TYPES.get(fmt, "application/octet-stream"),
+    )
 
 
 # --- quality control ----------------------------------------------------------------------------------------
