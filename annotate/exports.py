@@ -28,8 +28,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time
 from itertools import combinations
 
+import orjson
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from annotate import agreement, quality
@@ -230,8 +232,13 @@ def _counted(model, project: Project, options: ExportOptions, only_ids: Iterable
 
 
 def _chunks(queryset: QuerySet, fields: list[str]) -> Iterator[list[dict]]:
-    """Rows in id order, CHUNK at a time, by keyset pagination (no OFFSET, no server-side cursor needed)."""
+    """Rows in id order, CHUNK at a time, by keyset pagination (no OFFSET, no server-side cursor needed). The
+    shown order and the time stamp come as text: they go into the file as they are, never parsed."""
     last = 0
+    queryset = queryset.annotate(
+        shown_order_json=Cast("shown_order", TextField()), created_text=Cast("created_at", TextField())
+    )
+    fields = [f for f in fields if f not in ("shown_order", "created_at")] + ["shown_order_json", "created_text"]
     while True:
         chunk = list(queryset.filter(pk__gt=last).values(*fields)[:CHUNK])
         if not chunk:
@@ -340,9 +347,9 @@ def _provenance(project: Project, r: dict, source: str) -> dict:
         "task_id": r["task_id"],
         "annotation_id": r["id"],
         "labeler": labeler_pseudonym(project.pk, r["labeler_id"], r["import_source_id"]),
-        "shown_order": list(r["shown_order"]),
+        "shown_order": RawJSON(r["shown_order_json"]),
         "time_spent_ms": r["time_spent_ms"],
-        "created_at": r["created_at"].isoformat(),
+        "created_at": r["created_text"],
     }
 
 
@@ -484,17 +491,37 @@ def matching_annotation_ids(project: Project, options: ExportOptions) -> dict[st
 # --- writers --------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class RawJSON:
+    """A value that is already JSON text (read from the database as text): written as is, never re-encoded."""
+
+    text: str
+
+    def value(self):
+        return json.loads(self.text)
+
+
+def _raw_json(value):
+    if isinstance(value, RawJSON):
+        return orjson.Fragment(value.text)
+    raise TypeError(f"cannot export a {type(value).__name__}")
+
+
+def plain_row(row: dict) -> dict:
+    """The row with every value as plain Python (for a preview, or a writer that needs values)."""
+    return {k: v.value() if isinstance(v, RawJSON) else v for k, v in row.items()}
+
+
 def jsonl_chunks(rows: Iterable[dict], *, rows_per_chunk: int = 500) -> Iterator[bytes]:
-    """JSONL bytes, a few hundred rows at a time (what a streaming response sends)."""
-    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    buffer: list[str] = []
+    """JSONL bytes (UTF-8, compact), a few hundred rows at a time (what a streaming response sends)."""
+    buffer: list[bytes] = []
     for row in rows:
-        buffer.append(encode(row))
+        buffer.append(orjson.dumps(row, default=_raw_json))
         if len(buffer) >= rows_per_chunk:
-            yield ("\n".join(buffer) + "\n").encode()
+            yield b"\n".join(buffer) + b"\n"
             buffer = []
     if buffer:
-        yield ("\n".join(buffer) + "\n").encode()
+        yield b"\n".join(buffer) + b"\n"
 
 
 class _Sink(io.RawIOBase):
@@ -537,7 +564,7 @@ def parquet_chunks(rows: Iterable[dict], *, rows_per_group: int = 20_000) -> Ite
         return sink.drain()
 
     for row in rows:
-        batch.append(row)
+        batch.append(plain_row(row))
         if len(batch) >= rows_per_group:
             yield flush()
             batch = []

@@ -85,7 +85,8 @@ def project_export(request, slug: str):
         return export_response(project, options)
     if options is not None:
         preview = [
-            json.dumps(row, ensure_ascii=False, indent=1) for row in islice(exports.export_rows(project, options), 3)
+            json.dumps(exports.plain_row(row), ensure_ascii=False, indent=1)
+            for row in islice(exports.export_rows(project, options), 3)
         ]
     context = {
         "project": project,

@@ -84,7 +84,7 @@ def ranked(make_user):
 
 
 def rows(project, **options):
-    return list(exports.export_rows(project, ExportOptions(**options)))
+    return [exports.plain_row(row) for row in exports.export_rows(project, ExportOptions(**options))]
 
 
 def test_preference_rows_in_the_standard_format(ranked):
