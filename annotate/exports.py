@@ -42,7 +42,7 @@ STYLES = ("standard", "conversational")
 AGGREGATIONS = ("raw", "majority", "bradley_terry")
 TIE_POLICIES = ("drop", "label")
 FORMATS = ("jsonl", "parquet")
-CHUNK = 2000
+CHUNK = 5000
 
 
 class ExportError(ValueError):
@@ -136,12 +136,14 @@ class Conversations:
 
     def __init__(self, limit: int = 200_000) -> None:
         self.messages: dict[int, tuple[int | None, str, str]] = {}  # id -> (parent, role, text)
+        self.prompts: dict[tuple[int, str], object] = {}  # (anchor, style) -> the prompt as a row holds it
         self.limit = limit
 
     def load(self, ids: Iterable[int]) -> None:
         wanted = {i for i in ids if i not in self.messages}
         if len(self.messages) + len(wanted) > self.limit:
             self.messages.clear()
+            self.prompts.clear()
         while wanted:
             rows = list(Message.objects.filter(pk__in=list(wanted)).values_list("id", "parent_id", "role", "text"))
             for pk, parent, role, text in rows:
@@ -159,6 +161,14 @@ class Conversations:
 
     def text(self, message_id: int) -> str:
         return self.messages[message_id][2]
+
+    def prompt(self, anchor: int, style: str):
+        """The conversation up to `anchor` as a row's prompt (text or turns), computed once per prompt."""
+        key = (anchor, style)
+        if key not in self.prompts:
+            turns = self.path(anchor)
+            self.prompts[key] = turns if style == "conversational" else _standard_prompt(turns)
+        return self.prompts[key]
 
 
 def _standard_prompt(turns: list[dict[str, str]]) -> str:
@@ -279,18 +289,18 @@ def _filters(project: Project, options: ExportOptions) -> _Filters:
 def _pair_row(
     project: Project, options: ExportOptions, conversations: Conversations, anchor: int, pair: Pair, extra: dict
 ) -> dict:
-    turns = conversations.path(anchor)
     chosen, rejected = conversations.text(pair.chosen), conversations.text(pair.rejected)
     if options.dataset == "hh":
+        turns = conversations.path(anchor)
         row = {"chosen": hh_transcript(turns, chosen), "rejected": hh_transcript(turns, rejected)}
     elif options.style == "conversational":
         row = {
-            "prompt": turns,
+            "prompt": conversations.prompt(anchor, "conversational"),
             "chosen": [{"role": "assistant", "content": chosen}],
             "rejected": [{"role": "assistant", "content": rejected}],
         }
     else:
-        row = {"prompt": _standard_prompt(turns), "chosen": chosen, "rejected": rejected}
+        row = {"prompt": conversations.prompt(anchor, "standard"), "chosen": chosen, "rejected": rejected}
     if options.margin and pair.margin is not None:
         row["margin"] = pair.margin
     elif options.margin:

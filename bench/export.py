@@ -4,7 +4,8 @@
     .venv/bin/python bench/export.py --pairs 200000 --baseline-pairs 50000
 
 It creates (and drops) its own database, `rewardlab_bench_export`, and generates the pairs in SQL: A/B
-comparisons over 1,000 prompts with two replies each, imported judgements (no labeler). Each export runs in a
+comparisons over 1,000 prompts with two replies each, imported judgements (no labeler), none of them a tie, so
+every comparison is one exported pair. Each export runs in a
 fresh process, so its peak RSS is its own. The baseline is what a first version would do: load every judgement
 as ORM objects with their prompt and replies, build the rows in a list, then write them.
 """
@@ -86,7 +87,7 @@ def load(pairs: int) -> int:
             INSERT INTO annotate_comparison (task_id, import_source_id, client_token, shown_order, time_spent_ms,
                                              created_at, candidate_a_id, candidate_b_id, choice, both_bad)
             SELECT t.id, %s, 'b' || g, '[]'::jsonb, 1000, now(), a.message_id, b.message_id,
-                   (ARRAY[-4, -3, -2, -1, 1, 2, 3, 4])[1 + g %% 8], false
+                   (ARRAY[-4, -3, -2, 2, 3, 4])[1 + g %% 6], false
             FROM generate_series(1, %s) g
             JOIN annotate_task t ON t.id = (%s::int[])[1 + g %% %s]
             JOIN annotate_taskcandidate a ON a.task_id = t.id AND a.position = 0
