@@ -188,7 +188,7 @@ def hh_transcript(turns: list[dict[str, str]], reply: str) -> str:
 # --- pairs from raw judgements (pure) -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Pair:
     chosen: int
     rejected: int
