@@ -605,3 +605,37 @@ class Counted:
             key = row.get("source", "rows")
             self.counts[key] = self.counts.get(key, 0) + 1
             yield row
+
+
+# --- HTTP ---------------------------------------------------------------------------------------------------------
+
+CONTENT_TYPES = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
+
+
+def export_response(project: Project, options: ExportOptions):
+    """The export as a download, streamed chunk by chunk (memory stays flat however many rows)."""
+    from django.http import StreamingHttpResponse
+
+    response = StreamingHttpResponse(
+        export_chunks(export_rows(project, options), options.format), content_type=CONTENT_TYPES[options.format]
+    )
+    name = f"{project.slug}-{options.dataset}-{timezone.localdate().isoformat()}.{options.filename_suffix}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+def snapshot_response(project: Project, snapshot):
+    """A snapshot's file exactly as it was frozen."""
+    from pathlib import Path
+
+    from django.http import FileResponse, Http404
+
+    path = Path(snapshot.export_path)
+    if not path.is_file():
+        raise Http404("This snapshot's file is missing from the artifacts folder.")
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=f"{project.slug}-snapshot-{snapshot.content_hash[:12]}{path.suffix}",
+        content_type=CONTENT_TYPES.get(snapshot.filter.get("format", "jsonl"), "application/octet-stream"),
+    )

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import uuid
 from itertools import islice
-from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotate import exports, quality, selectors, services
@@ -57,19 +55,6 @@ def project_overview(request, slug: str):
 
 EXPORT_DEFAULTS = {"dataset": "preferences", "style": "standard", "aggregation": "raw", "ties": "drop", "margin": True}
 EXPORT_DEFAULTS["format"] = "jsonl"
-CONTENT_TYPES = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
-
-
-def export_response(project: Project, options: exports.ExportOptions) -> StreamingHttpResponse:
-    """The export as a download, streamed chunk by chunk (memory stays flat however many rows)."""
-    rows = exports.export_rows(project, options)
-    response = StreamingHttpResponse(
-        exports.export_chunks(rows, options.format), content_type=CONTENT_TYPES[options.format]
-    )
-    stamp = timezone.localdate().isoformat()
-    name = f"{project.slug}-{options.dataset}-{stamp}.{options.filename_suffix}"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
 
 
 @role_required(RoleName.RESEARCHER)
@@ -82,7 +67,7 @@ def project_export(request, slug: str):
     if form.is_bound and form.is_valid():
         options = form.options()
     if options is not None and "download" in request.GET:
-        return export_response(project, options)
+        return exports.export_response(project, options)
     if options is not None:
         preview = [
             json.dumps(exports.plain_row(row), ensure_ascii=False, indent=1)
@@ -131,16 +116,7 @@ def snapshot_download(request, slug: str, snapshot_id: int):
     """The snapshot's file exactly as it was frozen."""
     project = get_object_or_404(Project, slug=slug)
     snapshot = get_object_or_404(project.snapshots, pk=snapshot_id)
-    path = Path(snapshot.export_path)
-    if not path.is_file():
-        raise Http404("This snapshot's file is missing from the artifacts folder.")
-    fmt = snapshot.filter.get("format", "jsonl")
-    return FileResponse(
-        path.open("rb"),
-        as_attachment=True,
-        filename=f"{project.slug}-snapshot-{snapshot.content_hash[:12]}{path.suffix}",
-        content_type=CONTENT_TYPES.get(fmt, "application/octet-stream"),
-    )
+    return exports.snapshot_response(project, snapshot)
 
 
 # --- quality control ----------------------------------------------------------------------------------------
