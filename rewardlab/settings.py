@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from our own static files (no CDN)
     "django_htmx",
     "template_partials",
     "axes",
@@ -155,12 +157,51 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_BYTES", 64 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
+# The REST API (annotate/api/). Token first: an anonymous request gets 401 with `WWW-Authenticate: Token`
+# (DRF asks only the first class for that header); the session still works for the browser, with CSRF.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "annotate.api.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "annotate.api.pagination.PageNumberPagination",
+    "PAGE_SIZE": env_int("REWARDLAB_API_PAGE_SIZE", 50),
+    "DEFAULT_THROTTLE_CLASSES": [
+        "annotate.api.throttling.AnonRateThrottle",
+        "annotate.api.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": os.environ.get("REWARDLAB_API_ANON_RATE", "60/minute"),
+        "user": os.environ.get("REWARDLAB_API_USER_RATE", "600/minute"),
+    },
+    "DEFAULT_SCHEMA_CLASS": "annotate.api.schema.AutoSchema",
+}
+# The most rows one page of an API list may hold (`?page_size=`).
+REWARDLAB_API_MAX_PAGE_SIZE = env_int("REWARDLAB_API_MAX_PAGE_SIZE", 500)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "RewardLab API",
+    "DESCRIPTION": "Projects, tasks, judgements, labeling and users. Authenticate with `Authorization: Token <key>` "
+    "(POST /api/auth/token/ gives one) or a signed-in session (with the CSRF token on unsafe methods). Every "
+    'error body is `{"error": {"code", "message", "fields"}}`.',
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "COMPONENT_SPLIT_PATCH": False,  # our one PATCH (a task's priority) requires its field
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}},
+    "ENUM_NAME_OVERRIDES": {
+        "TaskKindEnum": "annotate.models.TaskKind",
+        "UserRoleEnum": "annotate.api.serializers.ROLE_CHOICES",
+        "MessageRoleEnum": "annotate.models.Role",
+    },
 }
 
 SESSION_COOKIE_HTTPONLY = True
