@@ -4,7 +4,7 @@
 from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from annotate.api import views
+from annotate.api import exports, views
 
 
 class IdConverter:
@@ -34,8 +34,17 @@ urlpatterns = [
     path("projects/<slug:slug>/tasks/", views.TaskListView.as_view(), name="task-list"),
     path("projects/<slug:slug>/tasks/priority/", views.TaskPriorityBulkView.as_view(), name="task-priority-bulk"),
     path("projects/<slug:slug>/annotations/", views.AnnotationListView.as_view(), name="annotation-list"),
-    # Datasets: the export and snapshot endpoints go here (projects/<slug>/exports/…, projects/<slug>/snapshots/…),
-    # one view per operation like the others, each with a row in the permission matrix test.
+    # Datasets: streamed exports and frozen snapshots (researchers only).
+    path("projects/<slug:slug>/export/", exports.ExportView.as_view(), name="export"),
+    path("projects/<slug:slug>/snapshots/", exports.SnapshotListView.as_view(), name="snapshot-list"),
+    path(
+        "projects/<slug:slug>/snapshots/<id:snapshot_id>/", exports.SnapshotDetailView.as_view(), name="snapshot-detail"
+    ),
+    path(
+        "projects/<slug:slug>/snapshots/<id:snapshot_id>/download/",
+        exports.SnapshotDownloadView.as_view(),
+        name="snapshot-download",
+    ),
     path("tasks/<id:task_id>/", views.TaskDetailView.as_view(), name="task-detail"),
     path("tasks/<id:task_id>/priority/", views.TaskPriorityView.as_view(), name="task-priority"),
     # Labeling.

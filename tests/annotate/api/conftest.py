@@ -30,6 +30,13 @@ def _fresh_throttles():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def artifacts(settings, tmp_path):
+    """Snapshot files go to the test's own folder."""
+    settings.REWARDLAB_ARTIFACTS_DIR = tmp_path / "artifacts"
+    return settings.REWARDLAB_ARTIFACTS_DIR
+
+
 def token_client(user=None) -> APIClient:
     """An API client that sends `Authorization: Token …` for `user` (anonymous without one)."""
     client = APIClient()

@@ -9,8 +9,10 @@ from django.urls import reverse
 
 from annotate import services
 from annotate.api.urls import urlpatterns
+from annotate.exports import ExportOptions
 from annotate.models import Task
 from annotate.roles import RoleName
+from rewardlab.services import snapshot_freeze
 from tests.annotate.api.conftest import token_client
 from tests.conftest import jsonl
 
@@ -40,6 +42,15 @@ MATRIX = {
         row(401, 403, 403, 200),
     ),
     ("annotation-list", "get"): ({"slug": "{project}"}, None, row(401, 200, 200, 200)),
+    ("export", "get"): ({"slug": "{project}"}, None, row(401, 403, 200, 200)),
+    ("snapshot-list", "get"): ({"slug": "{project}"}, None, row(401, 403, 200, 200)),
+    ("snapshot-list", "post"): ({"slug": "{project}"}, {"name": "matrix"}, row(401, 403, 201, 201)),
+    ("snapshot-detail", "get"): ({"slug": "{project}", "snapshot_id": "{snapshot}"}, None, row(401, 403, 200, 200)),
+    ("snapshot-download", "get"): (
+        {"slug": "{project}", "snapshot_id": "{snapshot}"},
+        None,
+        row(401, 403, 200, 200),
+    ),
     ("task-detail", "get"): ({"task_id": "{task}"}, None, row(401, 403, 200, 200)),
     ("task-priority", "patch"): ({"task_id": "{task}"}, {"priority": 3.5}, row(401, 403, 403, 200)),
     ("lease", "post"): ({"slug": "{project}"}, {}, row(401, 200, 403, 200)),
@@ -76,8 +87,10 @@ def world(imported, make_user, labeler, researcher, admin_user):
     """A project with tasks, the three role users, and another labeler holding a lease."""
     other = make_user(RoleName.LABELER, "olga")
     assignment = services.task_lease_next(labeler=other, project=imported, kinds=["demonstrate"])
+    snapshot = snapshot_freeze(project=imported, options=ExportOptions(dataset="sft"), name="frozen").snapshot
     values = {
         "project": imported.slug,
+        "snapshot": snapshot.pk,
         "task": Task.objects.filter(project=imported).order_by("id").values_list("id", flat=True).first(),
         "assignment": assignment.pk,
         "other": other.pk,

@@ -1,0 +1,194 @@
+"""API: exports (streamed files) and dataset snapshots. Researchers only; a labeler exports nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import GenericAPIView
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate import exports
+from annotate.api.serializers import ErrorSerializer
+from annotate.models import Project
+from annotate.permissions import HasRole
+from annotate.roles import RoleName
+from rewardlab.models import DatasetSnapshot
+from rewardlab.services import snapshot_freeze
+
+RESEARCHER = HasRole.of(RoleName.RESEARCHER)
+OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(exports.ExportOptions))
+
+
+class ExportOptionsSerializer(serializers.Serializer):
+    dataset = serializers.ChoiceField(exports.DATASETS, default="preferences")
+    style = serializers.ChoiceField(exports.STYLES, default="standard")
+    aggregation = serializers.ChoiceField(exports.AGGREGATIONS, default="raw")
+    ties = serializers.ChoiceField(exports.TIE_POLICIES, default="drop")
+    margin = serializers.BooleanField(default=True)
+    format = serializers.ChoiceField(exports.FORMATS, default="jsonl")
+    date_from = serializers.DateField(required=False, allow_null=True, default=None)
+    date_to = serializers.DateField(required=False, allow_null=True, default=None)
+    labelers = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list)
+    kinds = serializers.ListField(child=serializers.ChoiceField(["rank", "compare"]), required=False, default=list)
+    model_versions = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list)
+    min_agreement = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0, max_value=1)
+
+    def to_options(self) -> exports.ExportOptions:
+        data = {name: value for name, value in self.validated_data.items() if name in OPTION_NAMES}
+        for key in ("labelers", "kinds", "model_versions"):
+            data[key] = tuple(data[key])
+        try:
+            return exports.ExportOptions(**data)
+        except exports.ExportError as error:
+            raise ValidationError({error.field or "non_field_errors": [error.message]}) from None
+
+
+class ExportQuerySerializer(ExportOptionsSerializer):
+    """The same options as query parameters: lists are comma-separated (`kinds=rank,compare`)."""
+
+    labelers = serializers.CharField(required=False, default="", help_text="Labeler ids, comma separated.")
+    kinds = serializers.CharField(required=False, default="", help_text="rank and/or compare, comma separated.")
+    model_versions = serializers.CharField(required=False, default="", help_text="Model version ids, comma separated.")
+
+    def validate_labelers(self, value: str) -> list[int]:
+        return _ids(value, "labelers")
+
+    def validate_model_versions(self, value: str) -> list[int]:
+        return _ids(value, "model_versions")
+
+    def validate_kinds(self, value: str) -> list[str]:
+        kinds = [k.strip() for k in value.split(",") if k.strip()]
+        unknown = [k for k in kinds if k not in ("rank", "compare")]
+        if unknown:
+            raise ValidationError(f"kinds can be rank and compare, not {unknown[0]!r}.")
+        return kinds
+
+
+def _ids(value: str, name: str) -> list[int]:
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not all(p.isdigit() and len(p) <= 18 for p in parts):
+        raise ValidationError(f"{name} are ids, comma separated.")
+    return [int(p) for p in parts]
+
+
+class SnapshotCreateSerializer(ExportOptionsSerializer):
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    download = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DatasetSnapshot
+        fields = ["id", "name", "content_hash", "filter", "row_counts", "created_by", "created_at", "download"]
+
+    def get_download(self, snapshot: DatasetSnapshot) -> str:
+        request = self.context.get("request")
+        path = f"/api/projects/{snapshot.project.slug}/snapshots/{snapshot.pk}/download/"
+        return request.build_absolute_uri(path) if request else path
+
+
+class FileNegotiation(BaseContentNegotiation):
+    """For the views that return files: the file's type is chosen by the `format` option, not by `Accept` or DRF's
+    `?format=` override, and the errors are JSON whatever the client asked for."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+def _project(slug: str) -> Project:
+    return get_object_or_404(Project, slug=slug)
+
+
+class ExportView(APIView):
+    content_negotiation_class = FileNegotiation
+    permission_classes = [RESEARCHER]
+
+    @extend_schema(
+        operation_id="projects_export",
+        summary="Export the project's data (streamed file)",
+        description="Preference pairs (TRL standard or conversational, with margin and weight), HH transcripts, "
+        "SFT demonstrations, ratings or conversation trees; raw per-labeler rows or aggregated (majority, "
+        "Bradley–Terry); JSONL or Parquet. Streamed: memory stays flat however large the project.",
+        parameters=[ExportQuerySerializer],
+        responses={
+            (200, "application/x-ndjson"): OpenApiTypes.BINARY,
+            (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+            400: ErrorSerializer,
+        },
+    )
+    def get(self, request, slug: str):
+        query = ExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return exports.export_response(_project(slug), query.to_options())
+
+
+class SnapshotListView(GenericAPIView):
+    permission_classes = [RESEARCHER]
+    serializer_class = SnapshotSerializer
+
+    @extend_schema(
+        operation_id="projects_snapshots_list",
+        summary="The project's snapshots, newest first",
+        responses=SnapshotSerializer(many=True),  # paginated by the view's paginator
+    )
+    def get(self, request, slug: str):
+        snapshots = _project(slug).snapshots.select_related("project", "created_by").order_by("-created_at", "-id")
+        page = self.paginate_queryset(snapshots)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="projects_snapshots_create",
+        summary="Freeze a dataset snapshot",
+        description="Freezes the judgements an export with these options reads now: their ids, the options, the row "
+        "counts and the file, content-addressed. The same data with the same options gives the existing snapshot "
+        "(200) instead of a new one (201).",
+        request=SnapshotCreateSerializer,
+        responses={201: SnapshotSerializer, 200: SnapshotSerializer, 400: ErrorSerializer},
+    )
+    def post(self, request, slug: str):
+        project = _project(slug)
+        body = SnapshotCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = snapshot_freeze(
+            project=project, options=body.to_options(), name=body.validated_data["name"], created_by=request.user
+        )
+        return Response(
+            SnapshotSerializer(result.snapshot, context={"request": request}).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
+
+
+class SnapshotDetailView(APIView):
+    permission_classes = [RESEARCHER]
+
+    @extend_schema(operation_id="projects_snapshots_retrieve", summary="One snapshot", responses=SnapshotSerializer)
+    def get(self, request, slug: str, snapshot_id: int):
+        snapshot = get_object_or_404(_project(slug).snapshots.select_related("project", "created_by"), pk=snapshot_id)
+        return Response(SnapshotSerializer(snapshot, context={"request": request}).data)
+
+
+class SnapshotDownloadView(APIView):
+    content_negotiation_class = FileNegotiation
+    permission_classes = [RESEARCHER]
+
+    @extend_schema(
+        operation_id="projects_snapshots_download",
+        summary="A snapshot's file, byte for byte as it was frozen",
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: OpenApiResponse(ErrorSerializer)},
+    )
+    def get(self, request, slug: str, snapshot_id: int):
+        project = _project(slug)
+        snapshot = get_object_or_404(project.snapshots, pk=snapshot_id)
+        return exports.snapshot_response(project, snapshot)
