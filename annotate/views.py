@@ -30,6 +30,7 @@ from annotate.forms import (
 from annotate.models import COMPARISON_SCALE, Assignment, Project, Task, TaskKind
 from annotate.permissions import role_required
 from annotate.roles import RoleName, user_has_role
+from rewardlab import selectors as reward_selectors
 from rewardlab.services import snapshot_freeze
 
 User = get_user_model()
@@ -149,11 +150,17 @@ def project_quality(request, slug: str):
     project = get_object_or_404(Project, slug=slug)
     report = quality.quality_report(project=project, days=CHART_DAYS)
     texts = selectors.message_texts(ids={i for p in report.contested for i in [p.anchor_id, *p.scores]})
+    reward_model = reward_selectors.serving_version(project=project, kind="reward")
+    rewards = reward_selectors.candidate_scores(
+        version=reward_model, message_ids={m for p in report.contested for m in p.scores}
+    )
     contested = [
         {
             "prompt": p,
             "text": texts.get(p.anchor_id, ""),
-            "candidates": sorted(((score, texts.get(m, "")) for m, score in p.scores.items()), reverse=True),
+            "candidates": sorted(
+                ((score, texts.get(m, ""), rewards.get(m)) for m, score in p.scores.items()), reverse=True
+            ),
         }
         for p in report.contested
     ]
@@ -166,6 +173,7 @@ def project_quality(request, slug: str):
             "bars": _day_bars(report.days),
             "contested": contested,
             "kinds": TaskKind.choices,
+            "reward_model": reward_model,
             "kind_columns": [("demonstrate", "Demos"), ("rank", "Rankings"), ("compare", "A/B"), ("rate", "Ratings")],
         },
     )

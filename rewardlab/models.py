@@ -136,6 +136,9 @@ class TrainingRun(models.Model):
     log_tail = models.TextField(blank=True)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life from the worker running it (every few seconds)."
+    )
     celery_task_id = models.CharField(max_length=255, blank=True)
     worker = models.CharField(max_length=255, blank=True)
     created_by = models.ForeignKey(
@@ -170,3 +173,20 @@ class TrainingRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in TERMINAL_RUN_STATUSES
+
+
+class CandidateScore(models.Model):
+    """A reward model's score for one reply in its conversation, cached so pages and metrics never run the model."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="scores")
+    message = models.ForeignKey("annotate.Message", on_delete=models.CASCADE, related_name="reward_scores")
+    score = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model_version", "message"], name="candidatescore_unique_per_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_version}: message {self.message_id} = {self.score:.3f}"

@@ -1,19 +1,36 @@
-"""Writes on the training side: dataset snapshots (runs, versions and the retraining cycle come here too)."""
+"""Writes on the training side: dataset snapshots, runs (start, claim, cancel, fail), the model registry (register,
+promote, roll back) and reward scores of candidates."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
 
 from annotate import exports
-from annotate.models import Project
-from rewardlab.models import DatasetSnapshot
+from annotate.models import Message, Project
+from rewardlab import datasets
+from rewardlab.models import (
+    CandidateScore,
+    DatasetSnapshot,
+    ModelKind,
+    ModelStatus,
+    ModelVersion,
+    RunKind,
+    RunStatus,
+    TrainingRun,
+)
 
 SNAPSHOT_FORMAT_VERSION = 1
 
@@ -84,3 +101,305 @@ def snapshot_freeze(
     except IntegrityError:  # the same snapshot, frozen at the same moment by someone else
         return FreezeResult(DatasetSnapshot.objects.get(project=project, content_hash=content_hash), created=False)
     return FreezeResult(snapshot, created=True)
+
+
+# --- runs -----------------------------------------------------------------------------------------------------
+
+
+class RunError(ValueError):
+    """A run cannot start or change as asked; `field` names the config field or input at fault."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
+MIN_REWARD_PAIRS = 2  # one to train on and one to hold out, at the very least
+
+
+def reward_config_clean(data: dict) -> dict:
+    """A reward-model config with every field, defaults filled in; a bad value raises RunError naming it."""
+    from rewardlab.training.reward import RewardConfig
+
+    try:
+        return RewardConfig.from_dict(data).to_dict()
+    except ValueError as error:
+        raise RunError(str(error), field=_field_named_in(str(error), RewardConfig)) from None
+
+
+def _field_named_in(message: str, config_class) -> str:
+    names = [field.name for field in dataclasses.fields(config_class)]
+    return next((name for name in sorted(names, key=len, reverse=True) if name in message), "")
+
+
+def run_start_reward(
+    *, project: Project, config: dict, created_by=None, snapshot: DatasetSnapshot | None = None
+) -> TrainingRun:
+    """Queue a reward-model run on the `training` queue. Its dataset is frozen first (or the given snapshot is
+    used), so the run trains on exactly the pairs recorded with it however many arrive while it runs."""
+    clean = reward_config_clean(config)
+    if snapshot is None:
+        snapshot = snapshot_freeze(
+            project=project, options=datasets.REWARD_DATASET, name="Reward model dataset", created_by=created_by
+        ).snapshot
+    elif snapshot.project_id != project.pk:
+        raise RunError("That snapshot belongs to another project.", field="snapshot")
+    pairs = sum(1 for _ in datasets.reward_pairs(snapshot))
+    if pairs < MIN_REWARD_PAIRS:
+        raise RunError(
+            f"The dataset has {pairs} preference pair{'s' if pairs != 1 else ''}; a reward model needs at least "
+            f"{MIN_REWARD_PAIRS}. Collect rankings or comparisons first.",
+            field="dataset",
+        )
+    return _run_queue(project=project, kind=RunKind.REWARD, config=clean, snapshot=snapshot, created_by=created_by)
+
+
+def _run_queue(*, project: Project, kind: str, config: dict, snapshot=None, created_by=None, **links) -> TrainingRun:
+    from rewardlab import tasks
+
+    task_id = str(uuid.uuid4())
+    with transaction.atomic():
+        run = TrainingRun(
+            project=project,
+            kind=kind,
+            config=config,
+            snapshot=snapshot,
+            created_by=created_by,
+            celery_task_id=task_id,
+            **links,
+        )
+        run.full_clean(exclude=["project", "snapshot", "created_by", *links])
+        run.save()
+        run_id = run.pk
+        # After the commit, so the worker always finds the row.
+        transaction.on_commit(lambda: tasks.run_execute.apply_async((run_id,), task_id=task_id))
+    return run
+
+
+def run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """Stop a run: a queued one is cancelled at once; a running one stops at its next step (the trainer checks
+    between steps). Cancelling a finished run changes nothing."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if run.status == RunStatus.QUEUED:
+            _run_finish(run, RunStatus.CANCELLED, error="Cancelled before it started.")
+        elif run.status == RunStatus.RUNNING and not run.cancel_requested:
+            run.cancel_requested = True
+            run.save(update_fields=["cancel_requested"])
+    return run
+
+
+def run_claim(*, run_id: int, worker: str) -> TrainingRun | None:
+    """The worker takes a queued run; None when it is not queued (already taken, finished or cancelled), so a
+    task delivered twice runs once."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != RunStatus.QUEUED:
+            return None
+        now = timezone.now()
+        run.status, run.worker, run.started_at, run.heartbeat_at = RunStatus.RUNNING, worker, now, now
+        run.save(update_fields=["status", "worker", "started_at", "heartbeat_at"])
+    return run
+
+
+def _run_finish(run: TrainingRun, status: str, *, error: str = "", metrics: dict | None = None) -> None:
+    run.status, run.finished_at = status, timezone.now()
+    fields = ["status", "finished_at"]
+    if error:
+        run.error = error[-8000:]
+        fields.append("error")
+    if metrics is not None:
+        run.metrics = metrics
+        fields.append("metrics")
+    run.save(update_fields=fields)
+
+
+def run_fail(*, run_id: int, error: str) -> None:
+    """Mark a run failed (if it is not finished already) and remove whatever its trainer left on disk."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.is_finished:
+            return
+        _run_finish(run, RunStatus.FAILED, error=error)
+    run_artifacts_remove(run)
+
+
+def run_mark_cancelled(*, run_id: int) -> None:
+    """The trainer stopped at a cancel request: the run ends cancelled and leaves nothing on disk."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.is_finished:
+            return
+        _run_finish(run, RunStatus.CANCELLED, error="Cancelled while running.")
+    run_artifacts_remove(run)
+
+
+def run_artifacts_remove(run: TrainingRun) -> None:
+    """A run that did not register a version leaves nothing behind: no checkpoint, no temporary folder."""
+    if run.output_version_id:
+        return
+    final = run_output_dir(run)
+    if final.parent.is_dir():
+        for leftover in [final, *final.parent.glob(f".tmp-{final.name}*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def run_output_dir(run: TrainingRun) -> Path:
+    return Path(settings.REWARDLAB_ARTIFACTS_DIR) / "models" / run.project.slug / f"{run.kind}-run-{run.pk}"
+
+
+def runs_fail_stale(*, timeout_seconds: int | None = None) -> int:
+    """Runs whose worker stopped sending heartbeats (it was killed, or its machine went away) are failed, so a
+    run never stays "running" forever. Beat calls this every minute; returns how many were failed."""
+    timeout = timeout_seconds if timeout_seconds is not None else settings.REWARDLAB_RUN_HEARTBEAT_TIMEOUT
+    cutoff = timezone.now() - timedelta(seconds=timeout)
+    stale = TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True)
+    ids = list(stale)
+    for run_id in ids:
+        run_fail(
+            run_id=run_id,
+            error=f"The worker stopped responding (no heartbeat for {timeout} s); it was "
+            "probably killed or lost its machine. Start the run again.",
+        )
+    return len(ids)
+
+
+def runs_fail_on_worker(*, worker: str) -> int:
+    """A worker that starts again runs nothing yet, so any run still marked running on it died with its last
+    process. Called when a worker comes up."""
+    ids = list(TrainingRun.objects.filter(status=RunStatus.RUNNING, worker=worker).values_list("pk", flat=True))
+    for run_id in ids:
+        run_fail(run_id=run_id, error=f"The worker {worker} restarted while this run was running. Start it again.")
+    return len(ids)
+
+
+# --- the model registry ---------------------------------------------------------------------------------------
+
+
+def model_version_register(*, run: TrainingRun, checkpoint: Path, metrics: dict, history: list[dict]) -> ModelVersion:
+    """Register a finished run's checkpoint as the next version of its kind and mark the run succeeded, in one
+    transaction: a version exists if and only if its run succeeded."""
+    kind = ModelKind.REWARD if run.kind == RunKind.REWARD else ModelKind.POLICY
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=run.project_id).first()  # numbers are given one at a time
+        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if run.status != RunStatus.RUNNING:
+            raise RunError(f"Run #{run.pk} is {run.status}, not running; its checkpoint is not registered.")
+        last = ModelVersion.objects.filter(project_id=run.project_id, kind=kind).aggregate(n=Max("version"))["n"]
+        version = ModelVersion(
+            project_id=run.project_id,
+            kind=kind,
+            version=(last or 0) + 1,
+            base_model=run.config.get("base_model", ""),
+            parent=run.base_version,
+            artifact_path=str(checkpoint),
+            metrics=metrics,
+        )
+        version.full_clean(exclude=["project", "parent"])
+        version.save()
+        run.output_version = version
+        run.metrics_history = history
+        run.progress_step = run.progress_total = max(run.progress_total, run.progress_step)
+        run.save(update_fields=["output_version", "metrics_history", "progress_step", "progress_total"])
+        _run_finish(run, RunStatus.SUCCEEDED, metrics=metrics)
+    return version
+
+
+def model_version_promote(*, version: ModelVersion) -> ModelVersion:
+    """Make `version` the project's serving model of its kind; the one serving before goes back to ready (so
+    rolling back is promoting it again). A serving reward model's scores are then computed for every candidate."""
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if version.status == ModelStatus.SERVING:
+            return version
+        if not version.artifact_path or not Path(version.artifact_path).is_dir():
+            raise RunError(f"{version} has no checkpoint on disk ({version.artifact_path or 'none recorded'}).")
+        ModelVersion.objects.filter(
+            project_id=version.project_id, kind=version.kind, status=ModelStatus.SERVING
+        ).update(status=ModelStatus.READY)
+        version.status, version.promoted_at = ModelStatus.SERVING, timezone.now()
+        version.save(update_fields=["status", "promoted_at"])
+        if version.kind == ModelKind.REWARD:
+            from rewardlab import tasks
+
+            version_id = version.pk
+            transaction.on_commit(lambda: tasks.candidate_scores_compute.delay(version_id))
+    return version
+
+
+def model_version_rollback(*, project: Project, kind: str) -> ModelVersion:
+    """Serve again the newest earlier version (a lower number) that has served before; any other ready version
+    can be promoted directly."""
+    current = ModelVersion.objects.filter(project=project, kind=kind, status=ModelStatus.SERVING).first()
+    if current is None:
+        raise RunError(f"No {ModelKind(kind).label.lower()} is serving; there is nothing to roll back.")
+    previous = (
+        ModelVersion.objects.filter(
+            project=project, kind=kind, version__lt=current.version, promoted_at__isnull=False, status=ModelStatus.READY
+        )
+        .order_by("-version")
+        .first()
+    )
+    if previous is None:
+        raise RunError(f"No version before {current} has served; there is nothing to roll back to.")
+    return model_version_promote(version=previous)
+
+
+# --- reward scores of candidates ------------------------------------------------------------------------------
+
+
+def candidate_scores_compute(*, version: ModelVersion, batch_size: int = 256, scorer=None) -> int:
+    """Score every candidate reply of the project that `version` has not scored yet (the prompt and reply
+    rendered as in training) and cache the scores. Returns how many were scored."""
+    scorer = scorer or _scorer_for(version)
+    todo = (
+        Message.objects.filter(project_id=version.project_id, candidate_in_tasks__isnull=False)
+        .exclude(reward_scores__model_version=version)
+        .values_list("pk", "parent_id")
+        .distinct()
+        .order_by("pk")
+    )
+    scored = 0
+    conversations = exports.Conversations()
+    while batch := list(todo[:batch_size]):
+        conversations.load([m for pair in batch for m in pair])
+        prompts = [conversations.prompt(parent, "standard") for _, parent in batch]
+        replies = [conversations.text(message) for message, _ in batch]
+        scores = scorer.score(prompts, replies)
+        CandidateScore.objects.bulk_create(
+            [
+                CandidateScore(model_version=version, message_id=m, score=float(s))
+                for (m, _), s in zip(batch, scores, strict=True)
+            ],
+            ignore_conflicts=True,
+        )
+        scored += len(batch)
+    return scored
+
+
+_SCORERS: dict[str, object] = {}
+
+
+def _scorer_for(version: ModelVersion):
+    """One loaded reward model per worker process (the latest asked for); loading costs seconds."""
+    from rewardlab.training.reward import RewardScorer
+
+    if version.artifact_path not in _SCORERS:
+        _SCORERS.clear()
+        _SCORERS[version.artifact_path] = RewardScorer.load(version.artifact_path)
+    return _SCORERS[version.artifact_path]
+
+
+def serving_scores_enqueue() -> int:
+    """Queue scoring for each serving reward model with unscored candidates; returns how many were queued."""
+    from rewardlab import tasks
+
+    queued = 0
+    for version in ModelVersion.objects.filter(kind=ModelKind.REWARD, status=ModelStatus.SERVING):
+        unscored = Message.objects.filter(project_id=version.project_id, candidate_in_tasks__isnull=False).exclude(
+            reward_scores__model_version=version
+        )
+        if unscored.exists():
+            tasks.candidate_scores_compute.delay(version.pk)
+            queued += 1
+    return queued

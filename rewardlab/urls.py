@@ -13,5 +13,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", include("annotate.api.urls")),
+    path("", include("rewardlab.web_urls")),
     path("", include("annotate.urls")),
 ]

@@ -78,6 +78,19 @@ class MessageSerializer(serializers.ModelSerializer):
         fields = ["id", "role", "text", "author"]
 
 
+class CandidateSerializer(MessageSerializer):
+    """A candidate reply, with the serving reward model's score for researchers (null: no serving reward model,
+    or not scored yet)."""
+
+    reward_score = serializers.SerializerMethodField()
+
+    class Meta(MessageSerializer.Meta):
+        fields = [*MessageSerializer.Meta.fields, "reward_score"]
+
+    def get_reward_score(self, message: Message) -> float | None:
+        return self.context["reward_scores"].get(message.pk)
+
+
 # --- auth and me --------------------------------------------------------------------------------------------
 
 
@@ -243,9 +256,11 @@ class TaskDetailSerializer(TaskSerializer):
     class Meta(TaskSerializer.Meta):
         fields = [*TaskSerializer.Meta.fields, "conversation"]
 
-    @extend_schema_field(MessageSerializer(many=True))
+    @extend_schema_field(CandidateSerializer(many=True))
     def get_candidates(self, task: Task) -> list[dict]:
-        return MessageSerializer([row.message for row in task.task_candidates.all()], many=True).data
+        scores = self.context.get("reward_scores", {})
+        messages = [row.message for row in task.task_candidates.all()]
+        return CandidateSerializer(messages, many=True, context={"reward_scores": scores}).data
 
     @extend_schema_field(MessageSerializer(many=True))
     def get_conversation(self, _task: Task) -> list[dict]:

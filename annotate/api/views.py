@@ -26,6 +26,7 @@ from annotate.api.throttling import AnonRateThrottle
 from annotate.models import Project, TaskKind
 from annotate.permissions import HasRole
 from annotate.roles import RoleName, user_has_role, user_roles
+from rewardlab import selectors as reward_selectors
 
 User = get_user_model()
 
@@ -195,7 +196,12 @@ class TaskDetailView(APIView):
         if task is None:
             raise NotFound("No task with this id.")
         conversation = selectors.conversation_path(message=task.anchor)
-        return Response(s.TaskDetailSerializer(task, context={"conversation": conversation}).data)
+        scores = reward_selectors.candidate_scores(
+            version=reward_selectors.serving_version(project=task.project, kind="reward"),
+            message_ids=[row.message_id for row in task.task_candidates.all()],
+        )
+        context = {"conversation": conversation, "reward_scores": scores}
+        return Response(s.TaskDetailSerializer(task, context=context).data)
 
 
 class TaskPriorityView(APIView):

@@ -76,14 +76,14 @@ EMPTY = "—"
 
 @register.filter
 def percent(value: float | None, digits: int = 0) -> str:
-    """0.873 -> "87%"; None (nothing to measure yet) -> "—"."""
-    return EMPTY if value is None else f"{value * 100:.{int(digits)}f}%"
+    """0.873 -> "87%"; None or a missing value (nothing to measure yet) -> "—"."""
+    return EMPTY if not isinstance(value, int | float) else f"{value * 100:.{int(digits)}f}%"
 
 
 @register.filter
 def decimal(value: float | None, digits: int = 2) -> str:
     """A statistic such as alpha or tau, with a true minus sign; None -> "—"."""
-    return EMPTY if value is None else f"{value:.{int(digits)}f}".replace("-", "\N{MINUS SIGN}")
+    return EMPTY if not isinstance(value, int | float) else f"{value:.{int(digits)}f}".replace("-", "\N{MINUS SIGN}")
 
 
 @register.filter

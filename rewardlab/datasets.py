@@ -1,0 +1,86 @@
+"""The one bridge from database rows to plain training records (no torch here).
+
+A reward-model run reads its frozen snapshot through the same code as the export, so what a researcher downloads
+and what the trainer sees are the same pairs, prompts rendered the same way (TRL's standard format)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Max, Min
+
+from annotate import exports
+from annotate.models import Comparison, Project, Ranking
+from rewardlab.models import DatasetSnapshot
+
+# What a reward model trains on: every preference pair, standard prompts, ties dropped (a tie carries no
+# direction for the Bradley–Terry loss), the comparison's strength as margin, 1/pairs weights for rankings.
+REWARD_DATASET = exports.ExportOptions(dataset="preferences", style="standard", ties="drop", margin=True)
+
+
+def reward_pairs(snapshot: DatasetSnapshot) -> Iterator[dict]:
+    """The snapshot's preference pairs as plain records: prompt, chosen, rejected, margin, weight, group (the
+    prompt, so the held-out split never puts one prompt on both sides) and kind (ranking or comparison)."""
+    options = exports.ExportOptions.from_filter(snapshot.filter)
+    if options.dataset != "preferences" or options.style != "standard":
+        raise ValueError(f"Snapshot {snapshot.pk} holds {options.dataset} rows, not standard preference pairs.")
+    for row in exports.preference_rows(snapshot.project, options, only_ids=snapshot.annotation_ids):
+        if row["tie"]:
+            continue
+        yield {
+            "prompt": row["prompt"],
+            "chosen": row["chosen"],
+            "rejected": row["rejected"],
+            "margin": float(row.get("margin") or 0.0),
+            "weight": float(row["weight"]),
+            "group": row["prompt"],
+            "kind": row["source"],
+        }
+
+
+@dataclass(frozen=True)
+class PreferenceSummary:
+    """What a reward-model run would train on, shown before it starts."""
+
+    pairs: int
+    pairs_by_kind: dict[str, int]
+    prompts: int
+    labelers: int
+    imported_pairs: int
+    first: datetime | None
+    last: datetime | None
+
+
+def preference_summary(project: Project) -> PreferenceSummary:
+    """Pairs, prompts, labelers and date range of the project's current preference data (the reward dataset)."""
+    by_kind: Counter[str] = Counter()
+    prompts: set[str] = set()
+    labelers: set[str] = set()
+    imported = 0
+    for row in exports.preference_rows(project, REWARD_DATASET):
+        if row["tie"]:
+            continue
+        by_kind[row["source"]] += 1
+        prompts.add(row["prompt"])
+        labelers.add(row["labeler"])
+        imported += row["labeler"].startswith("import-")
+    spans = [
+        model.objects.filter(task__project=project, discarded_at__isnull=True).aggregate(
+            first=Min("created_at"), last=Max("created_at")
+        )
+        for model in (Ranking, Comparison)
+    ]
+    firsts = [span["first"] for span in spans if span["first"]]
+    lasts = [span["last"] for span in spans if span["last"]]
+    return PreferenceSummary(
+        pairs=sum(by_kind.values()),
+        pairs_by_kind=dict(by_kind),
+        prompts=len(prompts),
+        labelers=len(labelers),
+        imported_pairs=imported,
+        first=min(firsts, default=None),
+        last=max(lasts, default=None),
+    )

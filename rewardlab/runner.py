@@ -1,0 +1,148 @@
+"""Running a claimed run on this worker: the Django side of a training run.
+
+The trainers under `rewardlab/training/` know nothing of the database. This module gives them plain records and
+three hooks, and records what they report:
+
+- progress: step/total and the step's metrics, written to the run at most once a second (and on every
+  evaluation), so the run page's progress bar and curves follow the training;
+- cancel: the run's `cancel_requested` flag, read at most once a second, checked by the trainer between steps;
+- log: the run's log tail (the last LOG_LINES lines), which the run page shows.
+
+A heartbeat thread stamps the run every few seconds while it runs, whatever the trainer is doing (loading a
+model, a long step), so a run whose worker died is found by `runs_fail_stale` and never stays "running"."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from rewardlab import datasets, services
+from rewardlab.models import RunKind, RunStatus, TrainingRun
+
+logger = logging.getLogger(__name__)
+
+LOG_LINES = 200
+WRITE_EVERY_SECONDS = 1.0
+
+
+class RunReporter:
+    """The hooks a trainer calls, bound to one run."""
+
+    def __init__(self, run: TrainingRun) -> None:
+        self.run_id = run.pk
+        self.lines: deque[str] = deque(run.log_tail.splitlines(), maxlen=LOG_LINES)
+        self.history: list[dict] = []
+        self.step = self.total = 0
+        self._last_write = self._last_cancel_check = 0.0
+        self._cancelled = False
+        self._stop = threading.Event()
+        self._heart = threading.Thread(target=self._beat, name=f"run-{run.pk}-heartbeat", daemon=True)
+
+    # --- the trainer's hooks ---
+
+    def progress(self, progress) -> None:
+        self.step, self.total = progress.step, progress.total
+        self.history.append({"step": progress.step, **progress.metrics})
+        evaluated = any(key.startswith("eval_") for key in progress.metrics)
+        if evaluated or progress.step == progress.total or time.monotonic() - self._last_write >= WRITE_EVERY_SECONDS:
+            self.flush()
+
+    def should_cancel(self) -> bool:
+        if not self._cancelled and time.monotonic() - self._last_cancel_check >= WRITE_EVERY_SECONDS:
+            self._last_cancel_check = time.monotonic()
+            self._cancelled = TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists()
+        return self._cancelled
+
+    def log(self, line: str) -> None:
+        stamp = timezone.localtime().strftime("%H:%M:%S")
+        for part in str(line).splitlines() or [""]:
+            self.lines.append(f"{stamp} {part}")
+        logger.info("run %s: %s", self.run_id, line, extra={"run_id": self.run_id})
+
+    # --- writing ---
+
+    def flush(self) -> None:
+        self._last_write = time.monotonic()
+        TrainingRun.objects.filter(pk=self.run_id).update(
+            progress_step=min(self.step, self.total),
+            progress_total=self.total,
+            metrics_history=self.history,
+            log_tail="\n".join(self.lines),
+            heartbeat_at=timezone.now(),
+        )
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(settings.REWARDLAB_RUN_HEARTBEAT_SECONDS):
+                TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()  # this thread's own connection
+
+    def __enter__(self) -> RunReporter:
+        self._heart.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._heart.join(timeout=5)
+
+
+def run_execute(*, run_id: int, worker: str) -> str:
+    """Claim the run and train it; returns the run's final status (or "skipped" when it was not queued: a
+    duplicate delivery, or cancelled before a worker took it)."""
+    close_old_connections()
+    run = services.run_claim(run_id=run_id, worker=worker)
+    if run is None:
+        return "skipped"
+    trainers = {RunKind.REWARD: _train_reward}
+    if run.kind not in trainers:
+        services.run_fail(run_id=run.pk, error=f"No trainer for {run.get_kind_display()} runs yet.")
+        return RunStatus.FAILED
+    with RunReporter(run) as reporter:
+        reporter.log(f"{run} started on {worker}")
+        try:
+            trainers[run.kind](run, reporter)
+        except Exception as error:  # every failure ends the run here, in one place
+            from rewardlab.training.common import Cancelled
+
+            reporter.flush()
+            if isinstance(error, Cancelled):
+                reporter.log("Cancelled at the admin's request; no version registered.")
+                reporter.flush()
+                services.run_mark_cancelled(run_id=run.pk)
+                return RunStatus.CANCELLED
+            reporter.log(f"Failed: {type(error).__name__}: {error}")
+            reporter.flush()
+            services.run_fail(run_id=run.pk, error="".join(traceback.format_exception(error)))
+            logger.exception("run %s failed", run.pk, extra={"run_id": run.pk})
+            return RunStatus.FAILED
+    return RunStatus.SUCCEEDED
+
+
+def _train_reward(run: TrainingRun, reporter: RunReporter) -> None:
+    from rewardlab.training.reward import PairRecord, RewardConfig, train_reward_model
+
+    config = RewardConfig.from_dict(run.config)
+    records = [PairRecord(**row) for row in datasets.reward_pairs(run.snapshot)]
+    reporter.log(f"{len(records)} preference pairs from snapshot {run.snapshot.content_hash[:12]}")
+    result = train_reward_model(
+        records,
+        config,
+        services.run_output_dir(run),
+        progress=reporter.progress,
+        should_cancel=reporter.should_cancel,
+        log=reporter.log,
+    )
+    reporter.flush()
+    version = services.model_version_register(
+        run=run, checkpoint=result.checkpoint, metrics=result.metrics, history=reporter.history
+    )
+    reporter.log(f"Registered {version} (held-out accuracy {result.metrics.get('eval_accuracy', float('nan')):.3f})")
+    reporter.flush()

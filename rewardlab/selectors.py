@@ -1,0 +1,69 @@
+"""Reads on the training side: runs, the model registry, reward scores and the reward model's live accuracy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from annotate import exports
+from annotate.models import Comparison, Project, Ranking
+from rewardlab.models import CandidateScore, ModelKind, ModelStatus, ModelVersion, TrainingRun
+
+
+def run_list(*, project: Project | None = None) -> QuerySet[TrainingRun]:
+    runs = TrainingRun.objects.select_related("project", "output_version", "created_by", "snapshot")
+    return runs.filter(project=project) if project is not None else runs
+
+
+def run_detail(*, run_id: int) -> TrainingRun | None:
+    return run_list().filter(pk=run_id).first()
+
+
+def serving_version(*, project: Project, kind: str) -> ModelVersion | None:
+    return ModelVersion.objects.filter(project=project, kind=kind, status=ModelStatus.SERVING).first()
+
+
+def version_list(*, project: Project, kind: str | None = None) -> QuerySet[ModelVersion]:
+    versions = ModelVersion.objects.filter(project=project).select_related("training_run", "parent")
+    return versions.filter(kind=kind) if kind else versions
+
+
+def candidate_scores(*, version: ModelVersion | None, message_ids) -> dict[int, float]:
+    """The reward model's cached scores for these replies (missing: not scored yet)."""
+    if version is None:
+        return {}
+    rows = CandidateScore.objects.filter(model_version=version, message_id__in=list(message_ids))
+    return dict(rows.values_list("message_id", "score"))
+
+
+@dataclass(frozen=True)
+class LiveAccuracy:
+    """How often the reward model prefers the reply humans preferred, on judgements made after it was trained
+    (data it never saw). Pairs are weighted as in training: a ranking counts once however many pairs it gives."""
+
+    accuracy: float | None
+    pairs: int  # pairs judged since the model was trained (ties dropped)
+    scored: int  # of which both replies are scored
+
+
+def live_accuracy(*, version: ModelVersion) -> LiveAccuracy:
+    if version.kind != ModelKind.REWARD:
+        raise ValueError(f"{version} is not a reward model.")
+    after = {"task__project_id": version.project_id, "discarded_at__isnull": True, "created_at__gt": version.created_at}
+    pairs: list[exports.Pair] = []
+    for tiers in Ranking.objects.filter(**after).values_list("tiers", flat=True).iterator():
+        pairs += exports.ranking_pairs(tiers, ties="drop")
+    for a, b, choice in Comparison.objects.filter(**after).values_list("candidate_a_id", "candidate_b_id", "choice"):
+        pair = exports.comparison_pair(a, b, choice, ties="drop")
+        if pair is not None:
+            pairs.append(pair)
+    scores = candidate_scores(version=version, message_ids={m for p in pairs for m in (p.chosen, p.rejected)})
+    right = total = 0.0
+    scored = 0
+    for pair in pairs:
+        if pair.chosen in scores and pair.rejected in scores:
+            scored += 1
+            total += pair.weight
+            right += pair.weight * (scores[pair.chosen] > scores[pair.rejected])
+    return LiveAccuracy(accuracy=right / total if total else None, pairs=len(pairs), scored=scored)

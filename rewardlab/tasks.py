@@ -1,0 +1,50 @@
+"""Thin Celery tasks for the training side: take ids, re-fetch, call a service. Training tasks go to the
+`training` queue (see CELERY_TASK_ROUTES); a worker for it runs one task at a time with prefetch 1."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
+
+from rewardlab import runner, services
+from rewardlab.models import ModelVersion
+
+
+@shared_task(
+    name="rewardlab.tasks.run_execute",
+    bind=True,
+    ignore_result=True,
+    acks_late=False,
+    soft_time_limit=settings.REWARDLAB_RUN_TIME_LIMIT,  # raises inside the trainer: the run fails cleanly
+    time_limit=settings.REWARDLAB_RUN_TIME_LIMIT + 300,
+)
+def run_execute(self, run_id: int) -> str:
+    """Train one run. Not acks_late: a killed worker's run is failed by the heartbeat check, not redelivered
+    into a half-finished state (running it again is a new run)."""
+    return runner.run_execute(run_id=run_id, worker=self.request.hostname or "unknown")
+
+
+@shared_task(name="rewardlab.tasks.runs_fail_stale", ignore_result=True)
+def runs_fail_stale() -> int:
+    """Beat: fail runs whose worker stopped sending heartbeats."""
+    return services.runs_fail_stale()
+
+
+@shared_task(name="rewardlab.tasks.score_candidates", ignore_result=True)
+def candidate_scores_compute(version_id: int) -> int:
+    """Score the project's candidates with a reward model (after it is promoted, and for new candidates)."""
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    return 0 if version is None else services.candidate_scores_compute(version=version)
+
+
+@shared_task(name="rewardlab.tasks.score_serving_candidates", ignore_result=True)
+def score_serving_candidates() -> int:
+    """Beat: new candidates get the serving reward models' scores."""
+    return services.serving_scores_enqueue()
+
+
+@worker_ready.connect
+def _fail_runs_of_previous_process(sender, **_) -> None:
+    """A worker coming up runs nothing yet: a run still marked running under its name died with it."""
+    services.runs_fail_on_worker(worker=sender.hostname)

@@ -1,0 +1,149 @@
+"""Pages for runs and the model registry: thin views over rewardlab's services and selectors."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+
+from annotate.models import Project
+from annotate.permissions import role_required
+from annotate.roles import RoleName
+from rewardlab import charts, datasets, selectors, services
+from rewardlab.forms import RewardRunForm
+from rewardlab.models import ModelKind, ModelVersion, RunStatus
+
+# htmx stops polling when a response has this status.
+STOP_POLLING = 286
+
+
+@role_required(RoleName.RESEARCHER)
+def run_list(request):
+    """Every run, newest first, and (for admins) a way to start one per project."""
+    project = None
+    if slug := request.GET.get("project"):
+        project = get_object_or_404(Project, slug=slug)
+    runs = selectors.run_list(project=project)[:200]
+    projects = Project.objects.filter(is_active=True).order_by("name")
+    return render(request, "rewardlab/run_list.html", {"runs": runs, "projects": projects, "project": project})
+
+
+@role_required(RoleName.ADMIN)
+@require_http_methods(["GET", "POST"])
+def run_reward_new(request, slug: str):
+    """See the dataset a reward-model run would use, adjust its config and start it."""
+    project = get_object_or_404(Project, slug=slug)
+    form = RewardRunForm(request.POST or None, initial=RewardRunForm.defaults())
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = services.run_start_reward(project=project, config=form.cleaned_data, created_by=request.user)
+        except services.RunError as error:
+            form.add_error(error.field if error.field in form.fields else None, error.message)
+        else:
+            messages.success(request, f"{run} is queued on the training queue.")
+            return redirect("rewardlab:run_detail", run_id=run.pk)
+    summary = datasets.preference_summary(project)
+    return render(
+        request,
+        "rewardlab/run_reward_new.html",
+        {"project": project, "form": form, "summary": summary, "min_pairs": services.MIN_REWARD_PAIRS},
+    )
+
+
+@role_required(RoleName.RESEARCHER)
+def run_detail(request, run_id: int):
+    """The run console: progress with ETA, curves, log tail, cancel. htmx polls the console partial every two
+    seconds until the run ends."""
+    run = selectors.run_detail(run_id=run_id)
+    if run is None:
+        raise Http404("No such run.")
+    context = {"run": run, **_console(run)}
+    if request.htmx:
+        response = render(request, "rewardlab/run_detail.html#console", context)
+        if run.is_finished:
+            response.status_code = STOP_POLLING
+        return response
+    return render(request, "rewardlab/run_detail.html", context)
+
+
+def _console(run) -> dict:
+    eta = None
+    if run.status == RunStatus.RUNNING and run.started_at and 0 < run.progress_step < run.progress_total:
+        elapsed = (timezone.now() - run.started_at).total_seconds()
+        eta = elapsed / run.progress_step * (run.progress_total - run.progress_step)
+    history = run.metrics_history or []
+    curves = [
+        charts.curve(history, "loss", "Training loss (smoothed)", smoothing=0.8),
+        charts.curve(history, "eval_accuracy", "Held-out accuracy", low=0.0, high=1.0),
+        charts.curve(history, "eval_loss", "Held-out loss"),
+    ]
+    percent = round(100 * run.progress_step / run.progress_total) if run.progress_total else 0
+    return {
+        "eta_seconds": eta,
+        "percent": percent,
+        "curves": [c for c in curves if c.count],
+        "log_lines": run.log_tail.splitlines()[-60:],
+    }
+
+
+@role_required(RoleName.ADMIN)
+@require_POST
+def run_cancel(request, run_id: int):
+    run = selectors.run_detail(run_id=run_id)
+    if run is None:
+        raise Http404("No such run.")
+    run = services.run_cancel(run=run)
+    if request.htmx:
+        return render(request, "rewardlab/run_detail.html#console", {"run": run, **_console(run)})
+    messages.info(request, f"{run}: cancel requested." if not run.is_finished else f"{run} is {run.status}.")
+    return redirect("rewardlab:run_detail", run_id=run.pk)
+
+
+@role_required(RoleName.RESEARCHER)
+def model_list(request, slug: str):
+    """The project's model versions: metrics, lineage, which one serves; promote and roll back (admins)."""
+    project = get_object_or_404(Project, slug=slug)
+    rewards = list(selectors.version_list(project=project, kind=ModelKind.REWARD))
+    serving = next((v for v in rewards if v.status == "serving"), None)
+    live = selectors.live_accuracy(version=serving) if serving else None
+    return render(
+        request,
+        "rewardlab/model_list.html",
+        {
+            "project": project,
+            "rewards": rewards,
+            "policies": list(selectors.version_list(project=project, kind=ModelKind.POLICY)),
+            "serving": serving,
+            "live": live,
+        },
+    )
+
+
+@role_required(RoleName.ADMIN)
+@require_POST
+def model_promote(request, slug: str, version_id: int):
+    version = get_object_or_404(ModelVersion, project__slug=slug, pk=version_id)
+    try:
+        services.model_version_promote(version=version)
+    except services.RunError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{version} now serves.")
+    return redirect("rewardlab:model_list", slug=slug)
+
+
+@role_required(RoleName.ADMIN)
+@require_POST
+def model_rollback(request, slug: str, kind: str):
+    project = get_object_or_404(Project, slug=slug)
+    if kind not in ModelKind.values:
+        raise Http404("No such model kind.")
+    try:
+        version = services.model_version_rollback(project=project, kind=kind)
+    except services.RunError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Rolled back: {version} serves again.")
+    return redirect("rewardlab:model_list", slug=slug)

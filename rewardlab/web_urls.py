@@ -1,0 +1,17 @@
+"""Pages of the training side: runs and the model registry."""
+
+from django.urls import path
+
+from rewardlab import views
+
+app_name = "rewardlab"
+
+urlpatterns = [
+    path("runs/", views.run_list, name="run_list"),
+    path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
+    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("projects/<slug:slug>/runs/reward/new/", views.run_reward_new, name="run_reward_new"),
+    path("projects/<slug:slug>/models/", views.model_list, name="model_list"),
+    path("projects/<slug:slug>/models/<int:version_id>/promote/", views.model_promote, name="model_promote"),
+    path("projects/<slug:slug>/models/rollback/<str:kind>/", views.model_rollback, name="model_rollback"),
+]

@@ -1,0 +1,72 @@
+"""Runs in a real browser: an admin starts a reward-model run, watches it train on a real worker, promotes it."""
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.core.management import call_command
+
+from annotate.models import Project
+from annotate.roles import RoleName
+from rewardlab.celery import app
+from rewardlab.models import ModelVersion
+from tests.conftest import PASSWORD
+from tests.e2e.conftest import screenshot
+from tests.simulate import simulate
+from tests.tiny_models import tiny_reward_backbone
+
+pytestmark = [pytest.mark.e2e, pytest.mark.celery, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def labeled(db, make_user, settings, tmp_path):
+    settings.REWARDLAB_ARTIFACTS_DIR = tmp_path / "artifacts"
+    call_command("load_demo", stdout=open("/dev/null", "w"))
+    project = Project.objects.get(slug="demo")
+    simulate(project, {make_user(RoleName.LABELER, n): 0.1 for n in ("maya", "noor")}, tasks_each=20, seed=5)
+    return project
+
+
+def test_an_admin_trains_watches_and_promotes_a_reward_model(page_for, make_user, labeled, tmp_path):
+    backbone = tiny_reward_backbone(tmp_path / "tiny-bert")
+    page = page_for(make_user(RoleName.ADMIN, "ada"), password=PASSWORD)
+    page.goto("/")
+    page.click("nav >> text=Runs")
+    page.click("[data-project=demo] >> text=Train reward model")
+    assert int(page.locator("[data-stat=pairs]").inner_text().replace(",", "")) > 0
+    page.fill("#id_base_model", backbone)
+    page.fill("#id_max_length", "64")
+    page.fill("#id_epochs", "6")
+    page.fill("#id_batch_size", "8")
+    page.fill("#id_learning_rate", "0.0005")
+    page.click("button:has-text('Start run')")
+    page.wait_for_selector("[data-run-status=queued]")
+    with start_worker(app, pool="solo", queues=["training"], perform_ping_check=False, shutdown_timeout=60):
+        # The console polls itself: no reload until the run ends and the polling stops.
+        page.wait_for_selector("[data-run-status=succeeded]", timeout=120_000)
+    assert page.locator("[data-curve=loss] polyline").count() == 1
+    assert page.locator("[data-curve=eval_accuracy]").count() == 1
+    assert "Registered reward-v1" in page.locator("[data-log]").inner_text()
+    assert page.locator("progress").get_attribute("value") == page.locator("progress").get_attribute("max")
+    screenshot(page, "run-detail")
+
+    page.click("[data-metrics] >> text=reward-v1")
+    page.click("button:has-text('Promote')")
+    page.wait_for_selector("[data-version=reward-v1] [data-status=serving]")
+    assert ModelVersion.objects.get().status == "serving"
+    screenshot(page, "models")
+    page.set_viewport_size({"width": 820, "height": 1180})  # a tablet
+    screenshot(page, "models-tablet")
+
+
+def test_the_run_page_in_dark_mode_on_a_tablet(page_for, make_user, labeled, tmp_path):
+    from rewardlab.models import RunStatus, TrainingRun
+
+    run = TrainingRun.objects.create(
+        project=labeled, kind="reward", status=RunStatus.RUNNING, progress_step=40, progress_total=120,
+        metrics_history=[{"step": s, "loss": 0.7 / (1 + s / 30)} for s in range(1, 41)],
+        log_tail="10:00:01 412 preference pairs\n10:00:05 step 12/120 loss 0.6901",
+    )  # fmt: skip
+    page = page_for(make_user(RoleName.RESEARCHER, "rafa"), password=PASSWORD, width=820, height=1180, dark=True)
+    page.goto(f"/runs/{run.pk}/")
+    assert "step 40 / 120" in page.locator("[data-progress]").inner_text()
+    assert page.locator("button:has-text('Cancel run')").count() == 0  # researchers cannot cancel
+    screenshot(page, "run-detail-dark-tablet")

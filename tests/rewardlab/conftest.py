@@ -1,0 +1,50 @@
+"""Fixtures for the training side's Django code: a project with preference judgements, a tiny backbone."""
+
+from __future__ import annotations
+
+import pytest
+
+from annotate import services
+from annotate.roles import RoleName
+from tests.conftest import jsonl
+from tests.simulate import simulate
+from tests.tiny_models import tiny_reward_backbone
+
+
+@pytest.fixture
+def artifacts(settings, tmp_path):
+    settings.REWARDLAB_ARTIFACTS_DIR = tmp_path / "artifacts"
+    return settings.REWARDLAB_ARTIFACTS_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> str:
+    return tiny_reward_backbone(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def judged(make_user, artifacts):
+    """A project with rankings and comparisons from two simulated labelers (12 prompts, 3 replies each)."""
+    project = services.project_create(
+        name="Judged",
+        slug="judged",
+        import_task_kinds=["rank", "compare"],
+        ranking_k=3,
+        overlap_rank=1,
+        overlap_compare=1,
+    )
+    rows = [
+        {
+            "prompt": f"How do I fix problem {i}?",
+            "completions": [f"Step by step fix {i}.", f"No idea {i}.", f"Maybe {i}."],
+        }
+        for i in range(12)
+    ]
+    services.prompts_import(project=project, data=jsonl(*rows), filename="judged.jsonl")
+    labelers = {make_user(RoleName.LABELER): 0.05, make_user(RoleName.LABELER): 0.2}
+    simulate(project, labelers, tasks_each=20)
+    return project
+
+
+def tiny_config(backbone: str, **overrides) -> dict:
+    return {"base_model": backbone, "max_length": 64, "batch_size": 8, "epochs": 1, "eval_share": 0.25, **overrides}

@@ -1,0 +1,129 @@
+"""Reward-model runs on real Celery workers (Redis as the broker and PostgreSQL as the database in CI): a run
+trains and registers a version, a cancel stops it between steps, and a killed worker leaves a failed run, no
+version and no half-written checkpoint, after which a new run succeeds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+from django.db import connection, connections
+
+from rewardlab import services
+from rewardlab.celery import app
+from rewardlab.models import ModelVersion, RunStatus, TrainingRun
+from tests.rewardlab.conftest import tiny_config
+
+pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate, timeout: float = 120.0, every: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+def status_of(run) -> str:
+    return TrainingRun.objects.values_list("status", flat=True).get(pk=run.pk)
+
+
+def leftovers(artifacts: Path) -> list[Path]:
+    models = artifacts / "models"
+    return sorted(models.rglob("*")) if models.exists() else []
+
+
+def test_a_training_worker_trains_and_registers_a_reward_model(judged, admin_user, tiny_backbone):
+    run = services.run_start_reward(project=judged, config=tiny_config(tiny_backbone), created_by=admin_user)
+    with start_worker(app, pool="solo", queues=["training"], perform_ping_check=False, shutdown_timeout=60):
+        finished = wait_for(lambda: status_of(run) in (RunStatus.SUCCEEDED, RunStatus.FAILED))
+    connections.close_all()
+    run.refresh_from_db()
+    assert finished, f"no training worker on {app.conf.broker_url} finished the run"
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    version = run.output_version
+    assert version.kind == "reward" and version.version == 1 and Path(version.artifact_path).is_dir()
+    for key in ("eval_accuracy", "eval_loss", "accuracy_by_kind", "calibration", "train_pairs", "eval_pairs"):
+        assert key in version.metrics, key
+    assert run.progress_step == run.progress_total > 0 and run.metrics_history
+    assert "Registered reward-v1" in run.log_tail
+
+
+def test_cancel_stops_a_running_run_at_the_next_step(judged, admin_user, tiny_backbone, artifacts):
+    config = tiny_config(tiny_backbone, epochs=200, batch_size=2)
+    run = services.run_start_reward(project=judged, config=config, created_by=admin_user)
+    with start_worker(app, pool="solo", queues=["training"], perform_ping_check=False, shutdown_timeout=60):
+        assert wait_for(lambda: TrainingRun.objects.get(pk=run.pk).progress_step > 0)
+        services.run_cancel(run=run)
+        stopped = wait_for(lambda: status_of(run) != RunStatus.RUNNING, timeout=60)
+    connections.close_all()
+    run.refresh_from_db()
+    assert stopped and run.status == RunStatus.CANCELLED
+    assert run.progress_step < run.progress_total
+    assert not ModelVersion.objects.exists() and leftovers(artifacts) == []
+
+
+def _worker(name: str, artifacts: Path) -> subprocess.Popen:
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "REWARDLAB_ARTIFACTS_DIR": str(artifacts),
+        "REWARDLAB_RUN_HEARTBEAT_SECONDS": "1",
+    }
+    command = [sys.executable, "-m", "celery", "-A", "rewardlab", "worker", "-Q", "training", "-P", "solo"]
+    command += ["-n", name, "--loglevel", "WARNING", "--without-mingle", "--without-gossip"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _stop(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a worker process needs a database it can share")
+def test_a_killed_worker_leaves_a_failed_run_and_no_half_model(judged, admin_user, tiny_backbone, artifacts):
+    long_run = services.run_start_reward(
+        project=judged, config=tiny_config(tiny_backbone, epochs=200, batch_size=2), created_by=admin_user
+    )
+    name = f"killed-{os.getpid()}@test"
+    worker = _worker(name, artifacts)
+    try:
+        assert wait_for(lambda: TrainingRun.objects.get(pk=long_run.pk).progress_step > 0, timeout=180)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        assert status_of(long_run) == RunStatus.RUNNING  # nobody has noticed yet
+
+        # The same worker comes back: the run it was running died with it.
+        worker = _worker(name, artifacts)
+        assert wait_for(lambda: status_of(long_run) == RunStatus.FAILED, timeout=120)
+        long_run.refresh_from_db()
+        assert "restarted" in long_run.error and long_run.output_version is None
+        assert not ModelVersion.objects.exists() and leftovers(artifacts) == []
+
+        # And trains the next run.
+        retry = services.run_start_reward(project=judged, config=tiny_config(tiny_backbone), created_by=admin_user)
+        assert wait_for(lambda: status_of(retry) in (RunStatus.SUCCEEDED, RunStatus.FAILED), timeout=180)
+        retry.refresh_from_db()
+        assert retry.status == RunStatus.SUCCEEDED, retry.error
+        assert ModelVersion.objects.get().training_run == retry
+    finally:
+        _stop(worker)
+        connections.close_all()
