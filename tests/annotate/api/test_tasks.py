@@ -126,3 +126,24 @@ def test_a_priority_must_be_a_finite_number(as_admin, imported):
     task = imported.tasks.first()
     response = as_admin.patch(reverse("api:task-priority", args=[task.pk]), {"priority": "Infinity"}, format="json")
     assert response.status_code == 400
+
+
+def test_researchers_see_the_serving_reward_models_scores_and_labelers_do_not(
+    as_researcher, as_labeler, imported, tmp_path
+):
+    from rewardlab.models import CandidateScore, ModelVersion
+
+    task = Task.objects.filter(project=imported, kind="rank").order_by("id").first()
+    ids = list(task.task_candidates.order_by("position").values_list("message_id", flat=True))
+    url = reverse("api:task-detail", args=[task.pk])
+    assert {c["reward_score"] for c in as_researcher.get(url).json()["candidates"]} == {None}
+    version = ModelVersion.objects.create(
+        project=imported, kind="reward", version=1, base_model="x", artifact_path=str(tmp_path), status="serving"
+    )
+    CandidateScore.objects.bulk_create(
+        CandidateScore(model_version=version, message_id=m, score=float(i)) for i, m in enumerate(ids)
+    )
+    candidates = as_researcher.get(url).json()["candidates"]
+    assert [c["reward_score"] for c in candidates] == [float(i) for i in range(len(ids))]
+    lease = as_labeler.post(reverse("api:lease", args=[imported.slug]), {"kinds": ["rank"]}, format="json")
+    assert lease.status_code == 200 and "reward" not in lease.content.decode()
