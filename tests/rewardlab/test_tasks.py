@@ -16,9 +16,10 @@ from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.db import connection, connections
 
+from annotate.models import Message
 from rewardlab import services
 from rewardlab.celery import app
-from rewardlab.models import ModelVersion, RunStatus, TrainingRun
+from rewardlab.models import CandidateScore, ModelVersion, RunStatus, TrainingRun
 from tests.rewardlab.conftest import tiny_config
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
@@ -46,12 +47,18 @@ def leftovers(artifacts: Path) -> list[Path]:
 
 def test_a_training_worker_trains_and_registers_a_reward_model(judged, admin_user, tiny_backbone):
     run = services.run_start_reward(project=judged, config=tiny_config(tiny_backbone), created_by=admin_user)
+    candidates = Message.objects.filter(project=judged, candidate_in_tasks__isnull=False).distinct().count()
     with start_worker(app, pool="solo", queues=["training"], perform_ping_check=False, shutdown_timeout=60):
         finished = wait_for(lambda: status_of(run) in (RunStatus.SUCCEEDED, RunStatus.FAILED))
+        run.refresh_from_db()
+        if run.status == RunStatus.SUCCEEDED:
+            # Promoting it queues the scoring of every candidate on the same worker.
+            services.model_version_promote(version=run.output_version)
+            scored = wait_for(lambda: CandidateScore.objects.count() == candidates, timeout=60)
     connections.close_all()
-    run.refresh_from_db()
     assert finished, f"no training worker on {app.conf.broker_url} finished the run"
     assert run.status == RunStatus.SUCCEEDED, run.error
+    assert scored, f"{CandidateScore.objects.count()} of {candidates} candidates scored"
     version = run.output_version
     assert version.kind == "reward" and version.version == 1 and Path(version.artifact_path).is_dir()
     for key in ("eval_accuracy", "eval_loss", "accuracy_by_kind", "calibration", "train_pairs", "eval_pairs"):
