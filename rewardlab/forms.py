@@ -1,6 +1,8 @@
 from django import forms
 from django.conf import settings
 
+from rewardlab.training.config import RewardConfig
+
 
 class RewardRunForm(forms.Form):
     """The reward-model run's config as an admin adjusts it; the trainer's config class checks it again."""
@@ -23,7 +25,5 @@ class RewardRunForm(forms.Form):
 
     @classmethod
     def defaults(cls) -> dict:
-        from rewardlab.training.reward import RewardConfig
-
         config = RewardConfig(base_model=settings.REWARDLAB_REWARD_BASE_MODEL)
         return {name: getattr(config, name) for name in cls.base_fields}

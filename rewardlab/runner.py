@@ -127,7 +127,8 @@ def run_execute(*, run_id: int, worker: str) -> str:
 
 
 def _train_reward(run: TrainingRun, reporter: RunReporter) -> None:
-    from rewardlab.training.reward import PairRecord, RewardConfig, train_reward_model
+    from rewardlab.training.config import PairRecord, RewardConfig
+    from rewardlab.training.reward import train_reward_model
 
     config = RewardConfig.from_dict(run.config)
     records = [PairRecord(**row) for row in datasets.reward_pairs(run.snapshot)]
@@ -144,5 +145,6 @@ def _train_reward(run: TrainingRun, reporter: RunReporter) -> None:
     version = services.model_version_register(
         run=run, checkpoint=result.checkpoint, metrics=result.metrics, history=reporter.history
     )
-    reporter.log(f"Registered {version} (held-out accuracy {result.metrics.get('eval_accuracy', float('nan')):.3f})")
+    accuracy = result.metrics.get("eval_accuracy")
+    reporter.log(f"Registered {version}" + (f" (held-out accuracy {accuracy:.3f})" if accuracy is not None else ""))
     reporter.flush()

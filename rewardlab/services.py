@@ -31,6 +31,7 @@ from rewardlab.models import (
     RunStatus,
     TrainingRun,
 )
+from rewardlab.training.config import RewardConfig
 
 SNAPSHOT_FORMAT_VERSION = 1
 
@@ -119,8 +120,6 @@ MIN_REWARD_PAIRS = 2  # one to train on and one to hold out, at the very least
 
 def reward_config_clean(data: dict) -> dict:
     """A reward-model config with every field, defaults filled in; a bad value raises RunError naming it."""
-    from rewardlab.training.reward import RewardConfig
-
     try:
         return RewardConfig.from_dict(data).to_dict()
     except ValueError as error:

@@ -1,0 +1,1 @@
+"""Pure training code: torch/transformers, never Django."""
