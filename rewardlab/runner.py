@@ -32,6 +32,20 @@ LOG_LINES = 200
 WRITE_EVERY_SECONDS = 1.0
 
 
+HISTORY_CAP = 4000  # rows of per-step metrics kept on the run; longer runs keep every other step, evals all
+
+
+def thin_history(history: list[dict]) -> list[dict]:
+    """Half the per-step rows (every other one, and always the last); rows with evaluation metrics all stay."""
+    kept, odd = [], False
+    for index, row in enumerate(history):
+        evaluated = any(key.startswith("eval_") for key in row)
+        if evaluated or index == len(history) - 1 or not odd:
+            kept.append(row)
+        odd = not odd if not evaluated else odd
+    return kept
+
+
 class RunReporter:
     """The hooks a trainer calls, bound to one run."""
 
@@ -50,6 +64,8 @@ class RunReporter:
     def progress(self, progress) -> None:
         self.step, self.total = progress.step, progress.total
         self.history.append({"step": progress.step, **progress.metrics})
+        if len(self.history) > HISTORY_CAP:
+            self.history = thin_history(self.history)
         evaluated = any(key.startswith("eval_") for key in progress.metrics)
         if evaluated or progress.step == progress.total or time.monotonic() - self._last_write >= WRITE_EVERY_SECONDS:
             self.flush()
