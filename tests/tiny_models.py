@@ -8,8 +8,9 @@ from pathlib import Path
 
 def tiny_reward_backbone(directory: Path) -> str:
     """A 2-layer, 32-wide BERT sequence classifier saved in `directory`; returns its path for `base_model`."""
-    from rewardlab.training.reward import EMBEDDED_BACKBONE, resolve_model_path
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from rewardlab.training.reward import EMBEDDED_BACKBONE, resolve_model_path
 
     if not (directory / "config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_BACKBONE))
