@@ -21,15 +21,20 @@ from rewardlab.models import DatasetSnapshot
 REWARD_DATASET = exports.ExportOptions(dataset="preferences", style="standard", ties="drop", margin=True)
 
 
+def reward_pair_count(snapshot: DatasetSnapshot) -> int:
+    """How many pairs `reward_pairs` gives: the snapshot counted them when it was frozen (one row per pair)."""
+    return snapshot.row_counts.get("rows", 0)
+
+
 def reward_pairs(snapshot: DatasetSnapshot) -> Iterator[dict]:
     """The snapshot's preference pairs as plain records: prompt, chosen, rejected, margin, weight, group (the
     prompt, so the held-out split never puts one prompt on both sides) and kind (ranking or comparison)."""
     options = exports.ExportOptions.from_filter(snapshot.filter)
-    if options.dataset != "preferences" or options.style != "standard":
-        raise ValueError(f"Snapshot {snapshot.pk} holds {options.dataset} rows, not standard preference pairs.")
+    if any(
+        getattr(options, name) != getattr(REWARD_DATASET, name) for name in ("dataset", "style", "ties", "aggregation")
+    ):
+        raise ValueError(f"Snapshot {snapshot.pk} does not hold raw standard preference pairs without ties.")
     for row in exports.preference_rows(snapshot.project, options, only_ids=snapshot.annotation_ids):
-        if row["tie"]:
-            continue
         yield {
             "prompt": row["prompt"],
             "chosen": row["chosen"],

@@ -143,7 +143,7 @@ def run_start_reward(
         ).snapshot
     elif snapshot.project_id != project.pk:
         raise RunError("That snapshot belongs to another project.", field="snapshot")
-    pairs = sum(1 for _ in datasets.reward_pairs(snapshot))
+    pairs = datasets.reward_pair_count(snapshot)
     if pairs < MIN_REWARD_PAIRS:
         raise RunError(
             f"The dataset has {pairs} preference pair{'s' if pairs != 1 else ''}; a reward model needs at least "

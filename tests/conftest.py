@@ -50,6 +50,13 @@ def project(db) -> Project:
     )
 
 
+@pytest.fixture
+def artifacts(settings, tmp_path):
+    """Checkpoints and snapshot files go to the test's own folder."""
+    settings.REWARDLAB_ARTIFACTS_DIR = tmp_path / "artifacts"
+    return settings.REWARDLAB_ARTIFACTS_DIR
+
+
 def jsonl(*rows) -> bytes:
     """Rows as a JSONL file; a `bytes` row is written verbatim (for malformed lines)."""
     return b"\n".join(r if isinstance(r, bytes) else json.dumps(r).encode() for r in rows) + b"\n"

@@ -6,23 +6,26 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def tiny_reward_backbone(directory: Path) -> str:
-    """A 2-layer, 32-wide BERT sequence classifier saved in `directory`; returns its path for `base_model`."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+def tiny_reward_backbone(directory: Path) -> Path:
+    """A seeded, randomly initialised 2-layer BERT sequence classifier (hidden 32) with the MiniLM tokenizer, saved
+    in `directory` (once); returns `directory` for `base_model`."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, set_seed
 
     from rewardlab.training.reward import EMBEDDED_BACKBONE, resolve_model_path
 
     if not (directory / "config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_BACKBONE))
+        set_seed(0)
         config = BertConfig(
-            vocab_size=tokenizer.vocab_size,
+            vocab_size=len(tokenizer),
             hidden_size=32,
             num_hidden_layers=2,
             num_attention_heads=2,
             intermediate_size=64,
-            max_position_embeddings=256,
+            max_position_embeddings=128,
             num_labels=1,
+            pad_token_id=tokenizer.pad_token_id,
         )
         BertForSequenceClassification(config).save_pretrained(directory)
         tokenizer.save_pretrained(directory)
-    return str(directory)
+    return directory

@@ -16,13 +16,10 @@ from rest_framework.views import APIView
 
 from annotate import exports
 from annotate.api.serializers import ErrorSerializer
-from annotate.models import Project
-from annotate.permissions import HasRole
-from annotate.roles import RoleName
+from annotate.api.views import RESEARCHER, project_or_404
 from rewardlab.models import DatasetSnapshot
 from rewardlab.services import snapshot_freeze
 
-RESEARCHER = HasRole.of(RoleName.RESEARCHER)
 OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(exports.ExportOptions))
 
 
@@ -107,10 +104,6 @@ class FileNegotiation(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-def _project(slug: str) -> Project:
-    return get_object_or_404(Project, slug=slug)
-
-
 class ExportView(APIView):
     content_negotiation_class = FileNegotiation
     permission_classes = [RESEARCHER]
@@ -131,7 +124,7 @@ class ExportView(APIView):
     def get(self, request, slug: str):
         query = ExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return exports.export_response(_project(slug), query.to_options())
+        return exports.export_response(project_or_404(slug), query.to_options())
 
 
 class SnapshotListView(GenericAPIView):
@@ -144,7 +137,9 @@ class SnapshotListView(GenericAPIView):
         responses=SnapshotSerializer(many=True),  # paginated by the view's paginator
     )
     def get(self, request, slug: str):
-        snapshots = _project(slug).snapshots.select_related("project", "created_by").order_by("-created_at", "-id")
+        snapshots = (
+            project_or_404(slug).snapshots.select_related("project", "created_by").order_by("-created_at", "-id")
+        )
         page = self.paginate_queryset(snapshots)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
@@ -158,7 +153,7 @@ class SnapshotListView(GenericAPIView):
         responses={201: SnapshotSerializer, 200: SnapshotSerializer, 400: ErrorSerializer},
     )
     def post(self, request, slug: str):
-        project = _project(slug)
+        project = project_or_404(slug)
         body = SnapshotCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         result = snapshot_freeze(
@@ -175,7 +170,9 @@ class SnapshotDetailView(APIView):
 
     @extend_schema(operation_id="projects_snapshots_retrieve", summary="One snapshot", responses=SnapshotSerializer)
     def get(self, request, slug: str, snapshot_id: int):
-        snapshot = get_object_or_404(_project(slug).snapshots.select_related("project", "created_by"), pk=snapshot_id)
+        snapshot = get_object_or_404(
+            project_or_404(slug).snapshots.select_related("project", "created_by"), pk=snapshot_id
+        )
         return Response(SnapshotSerializer(snapshot, context={"request": request}).data)
 
 
@@ -189,6 +186,6 @@ class SnapshotDownloadView(APIView):
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: OpenApiResponse(ErrorSerializer)},
     )
     def get(self, request, slug: str, snapshot_id: int):
-        project = _project(slug)
+        project = project_or_404(slug)
         snapshot = get_object_or_404(project.snapshots, pk=snapshot_id)
         return exports.snapshot_response(project, snapshot)

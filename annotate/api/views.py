@@ -40,7 +40,7 @@ LEASE_ERRORS = {
 }
 
 
-def _project(slug: str, *, active_only: bool = False) -> Project:
+def project_or_404(slug: str, *, active_only: bool = False) -> Project:
     return get_object_or_404(Project, slug=slug, **({"is_active": True} if active_only else {}))
 
 
@@ -125,7 +125,7 @@ class ProjectDetailView(APIView):
         operation_id="projects_retrieve", summary="A project's overview", responses=s.ProjectOverviewSerializer
     )
     def get(self, request, slug: str):
-        overview = selectors.project_overview(project=_project(slug))
+        overview = selectors.project_overview(project=project_or_404(slug))
         return Response(s.ProjectOverviewSerializer(overview).data)
 
 
@@ -150,7 +150,7 @@ class PromptImportView(APIView):
         responses={201: s.ImportResultSerializer},
     )
     def post(self, request, slug: str):
-        project = _project(slug)
+        project = project_or_404(slug)
         if isinstance(request.data, bytes):
             data, filename = request.data, request.query_params.get("filename") or "upload.jsonl"
         else:
@@ -174,7 +174,7 @@ class TaskListView(ListAPIView):
     def get_queryset(self):
         filters = _valid(s.TaskFilterSerializer, self.request.query_params.dict())
         return api_selectors.task_list(
-            project=_project(self.kwargs["slug"]),
+            project=project_or_404(self.kwargs["slug"]),
             kind=filters.get("kind"),
             is_gold=filters.get("is_gold"),
             is_active=filters.get("is_active"),
@@ -231,7 +231,7 @@ class TaskPriorityBulkView(APIView):
         responses=s.PriorityResultSerializer,
     )
     def post(self, request, slug: str):
-        project = _project(slug)
+        project = project_or_404(slug)
         items = _valid(s.TaskPriorityBulkSerializer, request.data)["priorities"]
         priorities = {item["task"]: item["priority"] for item in items}
         found = api_selectors.task_ids_in_project(project=project, task_ids=list(priorities))
@@ -258,7 +258,7 @@ class AnnotationListView(GenericAPIView):
         responses=s.AnnotationListSerializer,
     )
     def get(self, request, slug: str):
-        project = _project(slug)
+        project = project_or_404(slug)
         filters = _valid(s.AnnotationFilterSerializer, request.query_params.dict())
         labeler_id = filters.get("labeler")
         if not user_has_role(request.user, RoleName.RESEARCHER):
@@ -290,7 +290,7 @@ class LeaseView(APIView):
         responses={200: s.LeaseSerializer, 204: OpenApiResponse(description="Nothing left to label for you.")},
     )
     def post(self, request, slug: str):
-        project = _project(slug, active_only=True)
+        project = project_or_404(slug, active_only=True)
         kinds = _valid(s.LeaseKindsSerializer, request.data).get("kinds") or None
         assignment = services.task_lease_next(labeler=request.user, project=project, kinds=kinds)
         if assignment is None:

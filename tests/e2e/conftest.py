@@ -54,6 +54,21 @@ def page_for(browser, live_server):
         context.close()
 
 
+@pytest.fixture
+def labeled(db, make_user, artifacts):
+    """The demo project with judgements from two simulated labelers."""
+    from django.core.management import call_command
+
+    from annotate.models import Project
+    from annotate.roles import RoleName
+    from tests.simulate import simulate
+
+    call_command("load_demo", stdout=open(os.devnull, "w"))
+    project = Project.objects.get(slug="demo")
+    simulate(project, {make_user(RoleName.LABELER, n): 0.1 for n in ("maya", "noor")}, tasks_each=20, seed=5)
+    return project
+
+
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

@@ -3,24 +3,12 @@
 import json
 
 import pytest
-from django.core.management import call_command
 
-from annotate.models import Project
 from annotate.roles import RoleName
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import screenshot
-from tests.simulate import simulate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def labeled(db, make_user, settings, tmp_path):
-    settings.REWARDLAB_ARTIFACTS_DIR = tmp_path
-    call_command("load_demo", stdout=open("/dev/null", "w"))
-    project = Project.objects.get(slug="demo")
-    simulate(project, {make_user(RoleName.LABELER, n): 0.1 for n in ("maya", "noor")}, tasks_each=20, seed=5)
-    return project
 
 
 def test_a_researcher_previews_downloads_and_freezes_an_export(page_for, make_user, labeled, tmp_path):

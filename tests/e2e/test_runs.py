@@ -2,27 +2,15 @@
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from django.core.management import call_command
 
-from annotate.models import Project
 from annotate.roles import RoleName
 from rewardlab.celery import app
 from rewardlab.models import ModelVersion
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import screenshot
-from tests.simulate import simulate
 from tests.tiny_models import tiny_reward_backbone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.celery, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def labeled(db, make_user, settings, tmp_path):
-    settings.REWARDLAB_ARTIFACTS_DIR = tmp_path / "artifacts"
-    call_command("load_demo", stdout=open("/dev/null", "w"))
-    project = Project.objects.get(slug="demo")
-    simulate(project, {make_user(RoleName.LABELER, n): 0.1 for n in ("maya", "noor")}, tasks_each=20, seed=5)
-    return project
 
 
 def test_an_admin_trains_watches_and_promotes_a_reward_model(page_for, make_user, labeled, tmp_path):
@@ -32,7 +20,7 @@ def test_an_admin_trains_watches_and_promotes_a_reward_model(page_for, make_user
     page.click("nav >> text=Runs")
     page.click("[data-project=demo] >> text=Train reward model")
     assert int(page.locator("[data-stat=pairs]").inner_text().replace(",", "")) > 0
-    page.fill("#id_base_model", backbone)
+    page.fill("#id_base_model", str(backbone))
     page.fill("#id_max_length", "64")
     page.fill("#id_epochs", "6")
     page.fill("#id_batch_size", "8")

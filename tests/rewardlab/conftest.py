@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from annotate import services
@@ -11,14 +13,8 @@ from tests.simulate import simulate
 from tests.tiny_models import tiny_reward_backbone
 
 
-@pytest.fixture
-def artifacts(settings, tmp_path):
-    settings.REWARDLAB_ARTIFACTS_DIR = tmp_path / "artifacts"
-    return settings.REWARDLAB_ARTIFACTS_DIR
-
-
 @pytest.fixture(scope="session")
-def tiny_backbone(tmp_path_factory) -> str:
+def tiny_backbone(tmp_path_factory) -> Path:
     return tiny_reward_backbone(tmp_path_factory.mktemp("tiny-bert"))
 
 
@@ -46,5 +42,12 @@ def judged(make_user, artifacts):
     return project
 
 
-def tiny_config(backbone: str, **overrides) -> dict:
-    return {"base_model": backbone, "max_length": 64, "batch_size": 8, "epochs": 1, "eval_share": 0.25, **overrides}
+def tiny_config(backbone: Path | str, **overrides) -> dict:
+    return {
+        "base_model": str(backbone),
+        "max_length": 64,
+        "batch_size": 8,
+        "epochs": 1,
+        "eval_share": 0.25,
+        **overrides,
+    }

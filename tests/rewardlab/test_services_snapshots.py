@@ -13,12 +13,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def artifacts(settings, tmp_path):
-    settings.REWARDLAB_ARTIFACTS_DIR = tmp_path
-    return tmp_path
-
-
-@pytest.fixture
 def compared(make_user):
     project = services.project_create(name="Snap", slug="snap", import_task_kinds=["compare"], overlap_compare=3)
     rows = [{"prompt": f"Q{i}?", "completions": [f"good {i}", f"bad {i}"]} for i in range(3)]

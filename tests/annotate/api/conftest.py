@@ -31,10 +31,9 @@ def _fresh_throttles():
 
 
 @pytest.fixture(autouse=True)
-def artifacts(settings, tmp_path):
+def _own_artifacts(artifacts):
     """Snapshot files go to the test's own folder."""
-    settings.REWARDLAB_ARTIFACTS_DIR = tmp_path / "artifacts"
-    return settings.REWARDLAB_ARTIFACTS_DIR
+    return artifacts
 
 
 def token_client(user=None) -> APIClient:
