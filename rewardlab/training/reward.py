@@ -13,15 +13,13 @@ compute goes to padding; evaluation runs in eval mode under `torch.inference_mod
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +33,24 @@ from rewardlab.training.common import (
     LogFn,
     Progress,
     ProgressFn,
+    TrainResult,
     atomic_output_dir,
+    autocast,
+    decay_groups,
+    length_grouped_batches,
+    linear_warmup_decay,
     pick_device,
     pick_dtype,
+    quiet_transformers,
     seed_everything,
+    split_groups,
+    to_device,
 )
 from rewardlab.training.config import EMBEDDED_BACKBONE, PairRecord, RewardConfig
 
 CHECKPOINT_FILE = "rewardlab_reward.json"
 CHECKPOINT_FORMAT = "rewardlab-reward-model/1"
 
-# Pairs sorted by length together: the batches of one mega-batch have similar lengths (little padding), while
-# the shuffle before and after keeps the order of examples random enough for SGD.
-MEGA_BATCH_FACTOR = 50
 CALIBRATION_BINS = 10
 # On a long pair the prompt may shrink to this share of the token budget before the reply loses a token.
 PROMPT_FLOOR_SHARE = 0.25
@@ -68,14 +71,7 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-@dataclass
-class RewardResult:
-    """What a run leaves: the checkpoint directory, the final metrics (as saved beside it) and one history entry
-    per step (``step``, ``loss``, ``lr``, and ``eval_accuracy``/``eval_loss`` where an evaluation ran)."""
-
-    checkpoint: Path
-    metrics: dict[str, Any]
-    history: list[dict[str, Any]] = field(default_factory=list)
+RewardResult = TrainResult
 
 
 def _check_records(records: Sequence[PairRecord]) -> None:
@@ -93,34 +89,11 @@ def _group_key(record: PairRecord) -> str:
     return record.group or record.prompt
 
 
-def _group_rank(key: str, seed: int) -> float:
-    """A stable number in [0, 1) for a group: the same on every machine and run (unlike `hash`)."""
-    digest = hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
 def split_by_group(
     records: Sequence[PairRecord], eval_share: float, seed: int
 ) -> tuple[list[PairRecord], list[PairRecord]]:
-    """(train, eval): whole groups go to one side, chosen by a hash of the group and the seed.
-
-    A group goes to eval when its rank (`_group_rank`) is below `eval_share`, so the share is of groups, not of
-    pairs, and a group keeps its side when other groups are added or removed: a prompt held out once stays held
-    out as the data set grows. With two groups or more and `eval_share` > 0, at least one group lands on each side.
-    Both lists keep the input order.
-    """
-    if not 0 <= eval_share < 1:
-        raise ValueError(f"eval_share must be in [0, 1), got {eval_share}")
-    ranks = {key: _group_rank(key, seed) for key in dict.fromkeys(_group_key(r) for r in records)}
-    held_out = {key for key, rank in ranks.items() if rank < eval_share}
-    if eval_share > 0 and len(ranks) >= 2:
-        if not held_out:
-            held_out = {min(ranks, key=ranks.__getitem__)}
-        elif len(held_out) == len(ranks):
-            held_out.discard(max(ranks, key=ranks.__getitem__))
-    train = [r for r in records if _group_key(r) not in held_out]
-    evaluation = [r for r in records if _group_key(r) in held_out]
-    return train, evaluation
+    """(train, eval) with whole prompts (or the records' `group`) on one side: `common.split_groups`."""
+    return split_groups(records, eval_share, seed, key=_group_key)
 
 
 # --- loss, schedule, encoding, batching --------------------------------------------------------------------------
@@ -135,14 +108,6 @@ def bradley_terry_loss(
     """
     per_pair = -F.logsigmoid(chosen_rewards - rejected_rewards - margin)
     return (weight * per_pair).sum() / weight.sum()
-
-
-def linear_warmup_decay(step: int, total: int, warmup: int, peak: float) -> float:
-    """Learning rate of optimisation step `step` (1-based): up in a line to `peak` over `warmup` steps, then down
-    in a line to `peak / (total - warmup)` on the last step (no step runs at a learning rate of 0)."""
-    if warmup > 0 and step <= warmup:
-        return peak * step / warmup
-    return peak * (total - step + 1) / max(1, total - warmup)
 
 
 def encode(
@@ -220,53 +185,14 @@ def pad_batch(features: Sequence[dict[str, list[int]]], pad_token_id: int) -> di
     return batch
 
 
-def length_grouped_batches(
-    lengths: Sequence[int], batch_size: int, rng: random.Random, *, grouped: bool = True
-) -> list[list[int]]:
-    """One epoch of batches (lists of indices), each index once; only the last batch may be short.
-
-    Grouped: shuffle, cut into mega-batches of `MEGA_BATCH_FACTOR` batches, sort each mega-batch by length
-    (longest first), cut it into batches, shuffle the order of the batches. Not grouped: shuffle and cut.
-    """
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    if not grouped:
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    mega = batch_size * MEGA_BATCH_FACTOR
-    batches = []
-    for start in range(0, len(order), mega):
-        chunk = sorted(order[start : start + mega], key=lambda i: lengths[i], reverse=True)
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    # The one short batch (the tail of the last mega-batch) is shuffled in with the rest.
-    rng.shuffle(batches)
-    return batches
-
-
 # --- model ------------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Hide the loading and saving progress bars and the "newly initialized: classifier" report (the reward head
-    is new on purpose); restore the settings after."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bar:
-            hf_logging.enable_progress_bar()
 
 
 def _load_reward_model(path: str) -> tuple[Any, Any]:
     """(tokenizer, model): a sequence classifier with one output, fp32 weights, a pad token, dropout off."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    with _quiet_transformers():
+    with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(path)
         # fp32 master weights whatever the checkpoint's dtype; autocast brings bf16 on a GPU.
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
@@ -292,16 +218,6 @@ def _position_limit(tokenizer: Any, model: Any) -> int | None:
     return min(limits) if limits else None
 
 
-def _autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
 @torch.inference_mode()
 def _rewards(
     model: Any,
@@ -321,8 +237,8 @@ def _rewards(
     try:
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            batch = _on(pad_batch([features[i] for i in index], pad_token_id), device)
-            with _autocast(device, dtype):
+            batch = to_device(pad_batch([features[i] for i in index], pad_token_id), device)
+            with autocast(device, dtype):
                 logits = model(**batch).logits
             rewards[index] = logits.squeeze(-1).float().cpu()
     finally:
@@ -416,13 +332,6 @@ def _evaluate(model: Any, pairs: _EncodedPairs, config: RewardConfig, **device_k
     return preference_metrics(rewards[:n], rewards[n:], pairs.margin, pairs.weight, pairs.kinds)
 
 
-def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW parameter groups: no decay on biases and normalisation weights (1-D tensors)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def _train_step(
     model: Any,
     optimizer: torch.optim.Optimizer,
@@ -440,8 +349,8 @@ def _train_step(
     for group in optimizer.param_groups:
         group["lr"] = lr
     features = [pairs.chosen[i] for i in batch] + [pairs.rejected[i] for i in batch]
-    inputs = _on(pad_batch(features, pad_token_id), device)
-    with _autocast(device, dtype):
+    inputs = to_device(pad_batch(features, pad_token_id), device)
+    with autocast(device, dtype):
         logits = model(**inputs).logits
     chosen_rewards, rejected_rewards = logits.squeeze(-1).float().split(len(batch))
     loss = bradley_terry_loss(
@@ -512,7 +421,7 @@ def train_reward_model(
     total = steps_per_epoch * config.epochs
     warmup = round(config.warmup_ratio * total)
     optimizer = torch.optim.AdamW(
-        _decay_groups(model, config.weight_decay), lr=config.learning_rate, fused=device.type in ("cuda", "cpu")
+        decay_groups(model, config.weight_decay), lr=config.learning_rate, fused=device.type in ("cuda", "cpu")
     )
     batch_rng = random.Random(config.seed)
     log_every = max(1, round(total / 10))
@@ -575,7 +484,7 @@ def train_reward_model(
         "train_seconds": train_seconds,
         "train_pairs_per_second": pairs_done / train_seconds if train_seconds else 0.0,
     }
-    with atomic_output_dir(output_dir) as tmp, _quiet_transformers():
+    with atomic_output_dir(output_dir) as tmp, quiet_transformers():
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         meta = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "metrics": metrics}
