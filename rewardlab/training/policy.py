@@ -146,6 +146,7 @@ def load_policy(path: str, config: Any = None, *, trainable: bool = True) -> tup
                 lora_dropout=config.lora_dropout,
                 target_modules=targets,
                 task_type="CAUSAL_LM",
+                fan_in_fan_out=model.config.model_type == "gpt2",  # GPT-2 keeps its weights transposed (Conv1D)
             ),
         )
     return tokenizer, model

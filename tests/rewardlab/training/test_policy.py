@@ -44,3 +44,26 @@ def test_the_tiny_policy_loads_and_generates_with_left_padded_prompts(tmp_path):
         out = model.generate(**batch, max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert out.shape[0] == 2 and out.shape[1] <= batch["input_ids"].shape[1] + 5
     assert sum(p.numel() for p in model.parameters()) < 200_000
+
+
+def test_batched_left_padded_sampling_and_log_probs_match_one_prompt_at_a_time(tmp_path):
+    """Padding must change nothing: greedy replies and per-token log-probabilities of a batch of prompts of
+    different lengths equal those of each prompt alone."""
+    from rewardlab.training import policy
+
+    path = build_tiny_policy(TEXTS, tmp_path / "policy", SMALL)
+    tokenizer, model = policy.load_policy(str(path))
+    prompts = [render_prompt([{"role": "user", "content": text}]) for text in ("Hi", "How do I water plant 3 today?")]
+    kw = {"max_new_tokens": 6, "max_prompt_length": 64, "do_sample": False}
+    batched = policy.sample(model, tokenizer, prompts, **kw)
+    assert batched.attention_mask[0, 0] == 0  # the short prompt is padded on the left
+    for row, prompt in enumerate(prompts):
+        alone = policy.sample(model, tokenizer, [prompt], **kw)
+        assert alone.texts[0] == batched.texts[row]
+        with torch.no_grad():
+            logits_batched = policy.forward(model, batched.sequences, batched.attention_mask).logits
+            logits_alone = policy.forward(model, alone.sequences, alone.attention_mask).logits
+        lp_batched = policy.token_logprobs(logits_batched, batched.sequences)[row, batched.prompt_width - 1 :]
+        lp_alone = policy.token_logprobs(logits_alone, alone.sequences)[0, alone.prompt_width - 1 :]
+        n = int(alone.reply_mask.sum())
+        assert torch.allclose(lp_batched[:n], lp_alone[:n], atol=1e-4)

@@ -1,5 +1,6 @@
 """PPO's quantities against hand-computed values on tiny examples."""
 
+import itertools
 import math
 
 import pytest
@@ -79,3 +80,96 @@ def test_the_kl_coefficient_moves_toward_the_target():
     assert controller.update(3.0, 256) == pytest.approx(before * (1 - 0.2 * 256 / 10_000))
     fixed = AdaptiveKLController(value=0.1, target=None)
     assert fixed.update(100.0, 256) == 0.1
+
+
+# --- the loop on the tiny policy --------------------------------------------------------------------------------
+
+
+def letter_share(_prompts, replies):
+    """A toy reward: five times the share of the reply's characters that are the letter "e"."""
+    return [5 * sum(c == "e" for c in reply) / max(1, len(reply)) for reply in replies]
+
+
+@pytest.fixture(scope="module")
+def toy_runs(tmp_path_factory):
+    """The same 40 PPO steps from the same tiny policy, with β = 0.05 and with β = 0 (no KL penalty)."""
+    from rewardlab.training.config import PPOConfig
+    from rewardlab.training.ppo import train_ppo
+    from tests.rewardlab.training.policy_data import prompts, tiny_policy
+
+    root = tmp_path_factory.mktemp("ppo")
+    base = tiny_policy(root / "base")
+    runs = {}
+    for beta in (0.05, 0.0):
+        config = PPOConfig(
+            base_model=str(base), steps=40, batch_size=16, mini_batch_size=8, ppo_epochs=4, learning_rate=1e-3,
+            max_new_tokens=16, max_prompt_length=32, init_kl_coef=beta, target_kl=0, device="cpu",
+        )  # fmt: skip
+        runs[beta] = train_ppo(prompts(), letter_share, config, root / f"ppo-{beta}")
+    return runs
+
+
+def _mean(history, key, rows):
+    return sum(row[key] for row in rows) / len(rows)
+
+
+def test_ppo_raises_the_mean_reward_while_the_kl_penalty_keeps_kl_bounded(toy_runs):
+    history = toy_runs[0.05].history
+    first, last = history[:10], history[-10:]
+    assert _mean(history, "reward_mean", last) > 2.5 * _mean(history, "reward_mean", first)
+    assert max(row["kl"] for row in history) < 20.0
+    for key in ("entropy", "clip_fraction", "value_loss", "kl_coef", "approx_kl", "reply_length"):
+        assert all(math.isfinite(row[key]) for row in history), key
+    assert history[0]["kl"] == pytest.approx(0.0, abs=1e-4)  # the first rollout comes from the reference itself
+
+
+def test_without_the_kl_penalty_kl_grows_faster(toy_runs):
+    penalised, free = toy_runs[0.05].history[-5:], toy_runs[0.0].history[-5:]
+    assert _mean(None, "kl", free) > 3 * _mean(None, "kl", penalised)
+
+
+def test_ppo_saves_a_policy_that_samples_and_its_value_head(toy_runs):
+    from rewardlab.training import policy
+    from rewardlab.training.ppo import VALUE_HEAD_FILE
+
+    result = toy_runs[0.05]
+    assert (result.checkpoint / VALUE_HEAD_FILE).is_file()
+    assert result.metrics["samples"] == 40 * 16 and result.metrics["samples_per_second"] > 0
+    tokenizer, model = policy.load_policy(str(result.checkpoint))
+    prompt = "<|user|>hi<|end|><|assistant|>"
+    samples = policy.sample(model, tokenizer, [prompt] * 2, max_new_tokens=8, max_prompt_length=16)
+    assert len(samples.texts) == 2
+
+
+def test_the_adaptive_coefficient_moves_beta_toward_the_target_in_the_loop(tmp_path):
+    from rewardlab.training.config import PPOConfig
+    from rewardlab.training.ppo import train_ppo
+    from tests.rewardlab.training.policy_data import prompts, tiny_policy
+
+    base = tiny_policy(tmp_path / "base")
+    config = PPOConfig(
+        base_model=str(base), steps=6, batch_size=8, mini_batch_size=4, learning_rate=1e-3, max_new_tokens=8,
+        max_prompt_length=32, init_kl_coef=0.5, target_kl=0.01, kl_horizon=100, device="cpu",
+    )  # fmt: skip
+    history = train_ppo(prompts(8), letter_share, config, tmp_path / "out").history
+    # Each step's β is the last one moved by the proportional error of the KL it saw: β (1 + e · n / horizon).
+    for before, after in itertools.pairwise(history):
+        error = min(max(before["kl"] / 0.01 - 1, -0.2), 0.2)
+        assert after["kl_coef"] == pytest.approx(before["kl_coef"] * (1 + error * 8 / 100))
+    # The first rollout comes from the reference itself (KL 0, below target): β shrinks first.
+    assert history[0]["kl_coef"] == 0.5 and history[1]["kl_coef"] == pytest.approx(0.5 * (1 - 0.2 * 8 / 100))
+
+
+def test_a_broken_reward_function_or_cancel_leaves_nothing(tmp_path):
+    from rewardlab.training.common import Cancelled
+    from rewardlab.training.config import PPOConfig
+    from rewardlab.training.ppo import train_ppo
+    from tests.rewardlab.training.policy_data import prompts, tiny_policy
+
+    base = tiny_policy(tmp_path / "base")
+    config = PPOConfig(base_model=str(base), steps=2, batch_size=4, mini_batch_size=2, max_new_tokens=4, device="cpu")
+    with pytest.raises(ValueError, match="the reward function returned"):
+        train_ppo(prompts(4), lambda p, r: [float("nan")] * len(r), config, tmp_path / "out")
+    with pytest.raises(Cancelled):
+        train_ppo(prompts(4), letter_share, config, tmp_path / "out", should_cancel=lambda: True)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".tmp-*"))
