@@ -167,7 +167,15 @@ def test_a_broken_reward_function_or_cancel_leaves_nothing(tmp_path):
     from tests.rewardlab.training.policy_data import prompts, tiny_policy
 
     base = tiny_policy(tmp_path / "base")
-    config = PPOConfig(base_model=str(base), steps=2, batch_size=4, mini_batch_size=2, max_new_tokens=4, device="cpu")
+    config = PPOConfig(
+        base_model=str(base),
+        steps=2,
+        batch_size=4,
+        mini_batch_size=2,
+        max_new_tokens=4,
+        max_prompt_length=32,
+        device="cpu",
+    )
     with pytest.raises(ValueError, match="the reward function returned"):
         train_ppo(prompts(4), lambda p, r: [float("nan")] * len(r), config, tmp_path / "out")
     with pytest.raises(Cancelled):
