@@ -35,9 +35,9 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from annotate import agreement, quality
-from annotate.models import Comparison, Demonstration, Message, Project, Ranking, Rating, TaskKind
+from annotate.models import Comparison, Demonstration, Message, Project, Ranking, Rating, Task, TaskKind
 
-DATASETS = ("preferences", "sft", "hh", "trees", "ratings")
+DATASETS = ("preferences", "sft", "hh", "trees", "ratings", "prompts")
 STYLES = ("standard", "conversational")
 AGGREGATIONS = ("raw", "majority", "bradley_terry")
 TIE_POLICIES = ("drop", "label")
@@ -167,11 +167,11 @@ class Conversations:
         key = (anchor, style)
         if key not in self.prompts:
             turns = self.path(anchor)
-            self.prompts[key] = turns if style == "conversational" else _standard_prompt(turns)
+            self.prompts[key] = turns if style == "conversational" else standard_prompt(turns)
         return self.prompts[key]
 
 
-def _standard_prompt(turns: list[dict[str, str]]) -> str:
+def standard_prompt(turns: list[dict[str, str]]) -> str:
     """A conversation as one prompt string: a single user turn is itself; longer ones keep their roles."""
     if len(turns) == 1 and turns[0]["role"] == "user":
         return turns[0]["content"]
@@ -431,13 +431,36 @@ def rating_rows(project: Project, options: ExportOptions, only_ids: dict | None 
         for r in chunk:
             turns = conversations.path(r["candidate_id"])
             yield {
-                "prompt": turns[:-1] if options.style == "conversational" else _standard_prompt(turns[:-1]),
+                "prompt": turns[:-1] if options.style == "conversational" else standard_prompt(turns[:-1]),
                 "completion": turns[-1]["content"],
                 "score": r["score"],
                 "flags": list(r["flags"]),
                 "comment": r["comment"],
                 **_provenance(project, r, "rating"),
             }
+
+
+def prompt_anchor_ids(project: Project, options: ExportOptions) -> list[int]:
+    """The project's distinct prompts (the last user message of each task's conversation; gold tasks left out), by
+    id, from tasks created within the options' dates."""
+    tasks = Task.objects.filter(project=project, is_gold=False)
+    if options.date_from:
+        tasks = tasks.filter(created_at__gte=timezone.make_aware(datetime.combine(options.date_from, time.min)))
+    if options.date_to:
+        tasks = tasks.filter(created_at__lte=timezone.make_aware(datetime.combine(options.date_to, time.max)))
+    return list(tasks.order_by("anchor_id").values_list("anchor_id", flat=True).distinct())
+
+
+def prompt_rows(project: Project, options: ExportOptions, only_ids: dict | None = None) -> Iterator[dict]:
+    """Prompts only (TRL's prompt-only format), one row per conversation the project asks about: what PPO samples
+    replies to."""
+    anchors = prompt_anchor_ids(project, options) if only_ids is None else list(only_ids.get("prompts", []))
+    conversations = Conversations()
+    for start in range(0, len(anchors), CHUNK):
+        chunk = anchors[start : start + CHUNK]
+        conversations.load(chunk)
+        for anchor in chunk:
+            yield {"prompt": conversations.prompt(anchor, options.style), "prompt_id": anchor}
 
 
 def tree_rows(project: Project, options: ExportOptions, only_ids: dict | None = None) -> Iterator[dict]:
@@ -477,6 +500,8 @@ def export_rows(project: Project, options: ExportOptions, only_ids: dict | None 
         return sft_rows(project, options, only_ids)
     if options.dataset == "ratings":
         return rating_rows(project, options, only_ids)
+    if options.dataset == "prompts":
+        return prompt_rows(project, options, only_ids)
     return tree_rows(project, options, only_ids)
 
 
@@ -493,6 +518,8 @@ def matching_annotation_ids(project: Project, options: ExportOptions) -> dict[st
         ids["demonstrations"] = list(_counted(Demonstration, project, options, None).values_list("id", flat=True))
     elif options.dataset == "ratings":
         ids["ratings"] = list(_counted(Rating, project, options, None).values_list("id", flat=True))
+    elif options.dataset == "prompts":
+        ids["prompts"] = prompt_anchor_ids(project, options)
     else:
         ids["messages"] = list(Message.objects.filter(project=project).order_by("id").values_list("id", flat=True))
     return ids

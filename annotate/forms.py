@@ -123,6 +123,7 @@ class ExportForm(forms.Form):
             ("hh", "HH-style transcripts (chosen / rejected)"),
             ("sft", "Demonstrations for SFT (messages)"),
             ("ratings", "Ratings (score and flags)"),
+            ("prompts", "Prompts only (PPO, online methods)"),
             ("trees", "Whole conversation trees"),
         ]
     )

@@ -23,7 +23,7 @@ REWARD_DATASET = exports.ExportOptions(dataset="preferences", style="standard", 
 
 def reward_pair_count(snapshot: DatasetSnapshot) -> int:
     """How many pairs `reward_pairs` gives: the snapshot counted them when it was frozen (one row per pair)."""
-    return snapshot.row_counts.get("rows", 0)
+    return snapshot_rows(snapshot)
 
 
 def reward_pairs(snapshot: DatasetSnapshot) -> Iterator[dict]:
@@ -44,6 +44,53 @@ def reward_pairs(snapshot: DatasetSnapshot) -> Iterator[dict]:
             "group": row["prompt"],
             "kind": row["source"],
         }
+
+
+# What the policy trainers read. The policy renders conversations with its own chat template, so they come as
+# role/content turns; PPO's reward model still reads the standard prompt it was trained on.
+SFT_DATASET = exports.ExportOptions(dataset="sft")
+DPO_DATASET = exports.ExportOptions(dataset="preferences", style="conversational", ties="drop", margin=True)
+PROMPT_DATASET = exports.ExportOptions(dataset="prompts", style="conversational")
+
+
+def _check_snapshot(snapshot: DatasetSnapshot, expected: exports.ExportOptions, what: str) -> exports.ExportOptions:
+    options = exports.ExportOptions.from_filter(snapshot.filter)
+    if any(getattr(options, name) != getattr(expected, name) for name in ("dataset", "style", "ties", "aggregation")):
+        raise ValueError(f"Snapshot {snapshot.pk} does not hold {what}.")
+    return options
+
+
+def sft_records(snapshot: DatasetSnapshot) -> Iterator[dict]:
+    """Demonstrations as {turns, reply}: the conversation up to the labeler's reply, and the reply (the held-out
+    split keeps each conversation on one side)."""
+    options = _check_snapshot(snapshot, SFT_DATASET, "demonstrations")
+    for row in exports.sft_rows(snapshot.project, options, only_ids=snapshot.annotation_ids):
+        turns = row["messages"]
+        yield {"turns": turns[:-1], "reply": turns[-1]["content"]}
+
+
+def dpo_pairs(snapshot: DatasetSnapshot) -> Iterator[dict]:
+    """Preference pairs as {turns, chosen, rejected, weight} for DPO."""
+    options = _check_snapshot(snapshot, DPO_DATASET, "conversational preference pairs without ties")
+    for row in exports.preference_rows(snapshot.project, options, only_ids=snapshot.annotation_ids):
+        yield {
+            "turns": row["prompt"],
+            "chosen": row["chosen"][0]["content"],
+            "rejected": row["rejected"][0]["content"],
+            "weight": float(row["weight"]),
+        }
+
+
+def ppo_prompts(snapshot: DatasetSnapshot) -> Iterator[dict]:
+    """Prompts as {turns, reward_prompt}: the turns for the policy, the standard prompt for the reward model."""
+    options = _check_snapshot(snapshot, PROMPT_DATASET, "prompts")
+    for row in exports.prompt_rows(snapshot.project, options, only_ids=snapshot.annotation_ids):
+        yield {"turns": row["prompt"], "reward_prompt": exports.standard_prompt(row["prompt"])}
+
+
+def snapshot_rows(snapshot: DatasetSnapshot) -> int:
+    """How many rows (pairs, demonstrations, prompts) the snapshot counted when it was frozen."""
+    return snapshot.row_counts.get("rows", 0)
 
 
 @dataclass(frozen=True)

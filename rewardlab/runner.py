@@ -13,6 +13,7 @@ model, a long step), so a run whose worker died is found by `runs_fail_stale` an
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -117,7 +118,12 @@ def run_execute(*, run_id: int, worker: str) -> str:
     run = services.run_claim(run_id=run_id, worker=worker)
     if run is None:
         return "skipped"
-    trainers = {RunKind.REWARD: _train_reward}
+    trainers = {
+        RunKind.REWARD: _train_reward,
+        RunKind.SFT: _train_sft,
+        RunKind.DPO: _train_dpo,
+        RunKind.PPO: _train_ppo,
+    }
     if run.kind not in trainers:
         services.run_fail(run_id=run.pk, error=f"No trainer for {run.get_kind_display()} runs yet.")
         return RunStatus.FAILED
@@ -164,3 +170,62 @@ def _train_reward(run: TrainingRun, reporter: RunReporter) -> None:
     accuracy = result.metrics.get("eval_accuracy")
     reporter.log(f"Registered {version}" + (f" (held-out accuracy {accuracy:.3f})" if accuracy is not None else ""))
     reporter.flush()
+
+
+def _hooks(reporter: RunReporter) -> dict:
+    return {"progress": reporter.progress, "should_cancel": reporter.should_cancel, "log": reporter.log}
+
+
+def _policy_config(run: TrainingRun, config_class):
+    """The run's config, loading the base policy version's checkpoint when the run starts from one."""
+    config = config_class.from_dict(run.config)
+    if run.base_version is not None:
+        config = dataclasses.replace(config, base_model=run.base_version.artifact_path)
+    return config
+
+
+def _register_policy(run: TrainingRun, reporter: RunReporter, result, summary: str) -> None:
+    reporter.flush()
+    version = services.model_version_register(
+        run=run, checkpoint=result.checkpoint, metrics=result.metrics, history=reporter.history
+    )
+    reporter.log(f"Registered {version} ({summary})")
+    reporter.flush()
+
+
+def _train_sft(run: TrainingRun, reporter: RunReporter) -> None:
+    from rewardlab.training.config import ChatRecord, SFTConfig
+    from rewardlab.training.sft import train_sft
+
+    records = [ChatRecord(**row) for row in datasets.sft_records(run.snapshot)]
+    reporter.log(f"{len(records)} demonstrations from snapshot {run.snapshot.content_hash[:12]}")
+    config = _policy_config(run, SFTConfig)
+    result = train_sft(records, config, services.run_output_dir(run), **_hooks(reporter))
+    loss = result.metrics.get("eval_loss")
+    _register_policy(run, reporter, result, f"held-out loss {loss:.3f}" if loss is not None else "no held-out set")
+
+
+def _train_dpo(run: TrainingRun, reporter: RunReporter) -> None:
+    from rewardlab.training.config import ChatPairRecord, DPOConfig
+    from rewardlab.training.dpo import train_dpo
+
+    records = [ChatPairRecord(**row) for row in datasets.dpo_pairs(run.snapshot)]
+    reporter.log(f"{len(records)} preference pairs from snapshot {run.snapshot.content_hash[:12]}")
+    config = _policy_config(run, DPOConfig)
+    result = train_dpo(records, config, services.run_output_dir(run), **_hooks(reporter))
+    _register_policy(run, reporter, result, f"implicit reward margin {result.metrics['train_reward_margin']:.3f}")
+
+
+def _train_ppo(run: TrainingRun, reporter: RunReporter) -> None:
+    from rewardlab.training.config import PPOConfig, PromptRecord
+    from rewardlab.training.ppo import train_ppo
+    from rewardlab.training.reward import RewardScorer
+
+    prompts = [PromptRecord(**row) for row in datasets.ppo_prompts(run.snapshot)]
+    config = _policy_config(run, PPOConfig)
+    snapshot = run.snapshot.content_hash[:12]
+    reporter.log(f"{len(prompts)} prompts from snapshot {snapshot}; reward model {run.reward_version}")
+    scorer = RewardScorer.load(run.reward_version.artifact_path, device=config.device)
+    result = train_ppo(prompts, scorer.score, config, services.run_output_dir(run), **_hooks(reporter))
+    first, last, kl = (result.metrics[key] for key in ("reward_mean_first", "reward_mean_last", "kl_last"))
+    _register_policy(run, reporter, result, f"mean reward {first:.3f} → {last:.3f}, KL {kl:.2f}")

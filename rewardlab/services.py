@@ -31,7 +31,7 @@ from rewardlab.models import (
     RunStatus,
     TrainingRun,
 )
-from rewardlab.training.config import RewardConfig
+from rewardlab.training.config import DPOConfig, PPOConfig, RewardConfig, SFTConfig
 
 SNAPSHOT_FORMAT_VERSION = 1
 
@@ -118,12 +118,20 @@ class RunError(ValueError):
 MIN_REWARD_PAIRS = 2  # one to train on and one to hold out, at the very least
 
 
-def reward_config_clean(data: dict) -> dict:
-    """A reward-model config with every field, defaults filled in; a bad value raises RunError naming it."""
+CONFIGS = {RunKind.REWARD: RewardConfig, RunKind.SFT: SFTConfig, RunKind.PPO: PPOConfig, RunKind.DPO: DPOConfig}
+
+
+def config_clean(kind: str, data: dict) -> dict:
+    """A run config of `kind` with every field, defaults filled in; a bad value raises RunError naming it."""
+    config_class = CONFIGS[kind]
     try:
-        return RewardConfig.from_dict(data).to_dict()
-    except ValueError as error:
-        raise RunError(str(error), field=_field_named_in(str(error), RewardConfig)) from None
+        return config_class.from_dict(data).to_dict()
+    except (TypeError, ValueError) as error:
+        raise RunError(str(error), field=_field_named_in(str(error), config_class)) from None
+
+
+def reward_config_clean(data: dict) -> dict:
+    return config_clean(RunKind.REWARD, data)
 
 
 def _field_named_in(message: str, config_class) -> str:
@@ -151,6 +159,138 @@ def run_start_reward(
             field="dataset",
         )
     return _run_queue(project=project, kind=RunKind.REWARD, config=clean, snapshot=snapshot, created_by=created_by)
+
+
+MIN_DEMONSTRATIONS = 2
+MIN_DPO_PAIRS = 2
+
+
+def _snapshot_for(
+    project: Project, options: exports.ExportOptions, name: str, snapshot: DatasetSnapshot | None, created_by
+) -> DatasetSnapshot:
+    """The given snapshot (checked to be the project's and of the right dataset), or a fresh freeze."""
+    if snapshot is None:
+        return snapshot_freeze(project=project, options=options, name=name, created_by=created_by).snapshot
+    if snapshot.project_id != project.pk:
+        raise RunError("That snapshot belongs to another project.", field="snapshot")
+    frozen = exports.ExportOptions.from_filter(snapshot.filter)
+    if (frozen.dataset, frozen.style) != (options.dataset, options.style):
+        raise RunError(
+            f"Snapshot {snapshot.pk} holds {frozen.dataset} ({frozen.style}); this run needs {options.dataset} "
+            f"({options.style}).",
+            field="snapshot",
+        )
+    return snapshot
+
+
+def _policy_version(project: Project, version: ModelVersion | None, field: str = "base_version"):
+    if version is None:
+        return None
+    if version.project_id != project.pk or version.kind != ModelKind.POLICY:
+        raise RunError(f"{version} is not a policy of {project}.", field=field)
+    if not version.artifact_path or not Path(version.artifact_path).is_dir():
+        recorded = version.artifact_path or "none recorded"
+        raise RunError(f"{version} has no checkpoint on disk ({recorded}).", field=field)
+    return version
+
+
+def newest_sft_policy(project: Project) -> ModelVersion | None:
+    return (
+        ModelVersion.objects.filter(project=project, kind=ModelKind.POLICY, training_run__kind=RunKind.SFT)
+        .order_by("-version")
+        .first()
+    )
+
+
+def _lineage_config(clean: dict, base_version: ModelVersion | None) -> dict:
+    """A run from a policy version records that version's root base model (a Hugging Face name, a path or the
+    embedded policy): the version's own checkpoint is what the worker loads, through `run.base_version`."""
+    if base_version is not None:
+        clean["base_model"] = base_version.base_model
+    return clean
+
+
+def _require_rows(snapshot: DatasetSnapshot, minimum: int, what: str, hint: str) -> None:
+    rows = datasets.snapshot_rows(snapshot)
+    if rows < minimum:
+        raise RunError(f"The dataset has {rows} {what}; this run needs at least {minimum}. {hint}", field="dataset")
+
+
+def run_start_sft(
+    *,
+    project: Project,
+    config: dict,
+    created_by=None,
+    base_version: ModelVersion | None = None,
+    snapshot: DatasetSnapshot | None = None,
+) -> TrainingRun:
+    """Queue supervised fine-tuning on the project's demonstrations (frozen first), from `config["base_model"]`
+    or from a policy version."""
+    base_version = _policy_version(project, base_version)
+    clean = _lineage_config(config_clean(RunKind.SFT, config), base_version)
+    snapshot = _snapshot_for(project, datasets.SFT_DATASET, "SFT demonstrations", snapshot, created_by)
+    _require_rows(snapshot, MIN_DEMONSTRATIONS, "demonstrations", "Collect demonstrations first.")
+    return _run_queue(
+        project=project, kind=RunKind.SFT, config=clean, snapshot=snapshot, created_by=created_by,
+        base_version=base_version,
+    )  # fmt: skip
+
+
+def run_start_dpo(
+    *,
+    project: Project,
+    config: dict,
+    created_by=None,
+    base_version: ModelVersion | None = None,
+    snapshot: DatasetSnapshot | None = None,
+) -> TrainingRun:
+    """Queue DPO on the project's preference pairs (frozen first), from a policy version: the one given, else the
+    newest SFT policy, else `config["base_model"]`."""
+    base_version = _policy_version(project, base_version or newest_sft_policy(project))
+    clean = _lineage_config(config_clean(RunKind.DPO, config), base_version)
+    snapshot = _snapshot_for(project, datasets.DPO_DATASET, "DPO preference pairs", snapshot, created_by)
+    _require_rows(snapshot, MIN_DPO_PAIRS, "preference pairs", "Collect rankings or comparisons first.")
+    return _run_queue(
+        project=project, kind=RunKind.DPO, config=clean, snapshot=snapshot, created_by=created_by,
+        base_version=base_version,
+    )  # fmt: skip
+
+
+def run_start_ppo(
+    *,
+    project: Project,
+    config: dict,
+    created_by=None,
+    base_version: ModelVersion | None = None,
+    reward_version: ModelVersion | None = None,
+    snapshot: DatasetSnapshot | None = None,
+) -> TrainingRun:
+    """Queue PPO on the project's prompts (frozen first) against a reward model (the serving one by default), from
+    a policy version (the newest SFT policy by default). Starting from the embedded policy needs an SFT version:
+    a randomly initialised policy has nothing to optimise from."""
+    base_version = _policy_version(project, base_version or newest_sft_policy(project))
+    clean = _lineage_config(config_clean(RunKind.PPO, config), base_version)
+    if base_version is None and clean["base_model"].startswith("embedded:"):
+        raise RunError(
+            "PPO starts from a fine-tuned policy: run SFT first, or name a Hugging Face model as the base.",
+            field="base_version",
+        )
+    if reward_version is None:
+        reward_version = ModelVersion.objects.filter(
+            project=project, kind=ModelKind.REWARD, status=ModelStatus.SERVING
+        ).first()
+        if reward_version is None:
+            raise RunError("No reward model is serving: train one and promote it first.", field="reward_version")
+    elif reward_version.project_id != project.pk or reward_version.kind != ModelKind.REWARD:
+        raise RunError(f"{reward_version} is not a reward model of {project}.", field="reward_version")
+    if not reward_version.artifact_path or not Path(reward_version.artifact_path).is_dir():
+        raise RunError(f"{reward_version} has no checkpoint on disk.", field="reward_version")
+    snapshot = _snapshot_for(project, datasets.PROMPT_DATASET, "PPO prompts", snapshot, created_by)
+    _require_rows(snapshot, 1, "prompts", "Import prompts first.")
+    return _run_queue(
+        project=project, kind=RunKind.PPO, config=clean, snapshot=snapshot, created_by=created_by,
+        base_version=base_version, reward_version=reward_version,
+    )  # fmt: skip
 
 
 def _run_queue(*, project: Project, kind: str, config: dict, snapshot=None, created_by=None, **links) -> TrainingRun:

@@ -42,6 +42,41 @@ def judged(make_user, artifacts):
     return project
 
 
+@pytest.fixture
+def taught(make_user, artifacts):
+    """A project with demonstrations, rankings and comparisons from two simulated labelers (12 prompts)."""
+    project = services.project_create(
+        name="Taught",
+        slug="taught",
+        import_task_kinds=["demonstrate", "rank", "compare"],
+        ranking_k=3,
+        overlap_demonstrate=1,
+        overlap_rank=1,
+        overlap_compare=1,
+    )
+    rows = [
+        {
+            "prompt": f"How do I fix problem {i}?",
+            "completions": [f"Step by step fix {i}.", f"No idea {i}.", f"Maybe {i}."],
+        }
+        for i in range(12)
+    ]
+    services.prompts_import(project=project, data=jsonl(*rows), filename="taught.jsonl")
+    labelers = {make_user(RoleName.LABELER): 0.05, make_user(RoleName.LABELER): 0.2}
+    simulate(project, labelers, tasks_each=40)
+    return project
+
+
+def tiny_policy_config(**overrides) -> dict:
+    """Policy run configs small enough for a test: the embedded policy on the CPU, a few steps."""
+    return {"device": "cpu", "seed": 0, **overrides}
+
+
+SFT_TINY = tiny_policy_config(epochs=1, batch_size=8, max_length=128, eval_share=0.25)
+PPO_TINY = tiny_policy_config(steps=2, batch_size=4, mini_batch_size=2, max_new_tokens=8, max_prompt_length=64)
+DPO_TINY = tiny_policy_config(epochs=1, batch_size=8, max_length=128, max_prompt_length=64, eval_share=0.25)
+
+
 def tiny_config(backbone: Path | str, **overrides) -> dict:
     return {
         "base_model": str(backbone),
