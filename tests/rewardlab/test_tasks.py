@@ -67,6 +67,34 @@ def test_a_training_worker_trains_and_registers_a_reward_model(judged, admin_use
     assert "Registered reward-v1" in run.log_tail
 
 
+def test_a_training_worker_runs_sft_then_ppo_from_labelers_data(taught, admin_user, tiny_backbone):
+    """The second half of the recipe end to end: demonstrations submitted through the services train an SFT
+    policy; PPO then optimises it against the serving reward model, on the worker."""
+    from tests.rewardlab.conftest import PPO_TINY, SFT_TINY
+
+    reward = services.run_start_reward(project=taught, config=tiny_config(tiny_backbone), created_by=admin_user)
+    sft = services.run_start_sft(project=taught, config=SFT_TINY, created_by=admin_user)
+    with start_worker(app, pool="solo", queues=["training"], perform_ping_check=False, shutdown_timeout=60):
+        done = wait_for(lambda: {status_of(reward), status_of(sft)} <= {RunStatus.SUCCEEDED, RunStatus.FAILED})
+        reward.refresh_from_db()
+        sft.refresh_from_db()
+        if done and reward.status == sft.status == RunStatus.SUCCEEDED:
+            services.model_version_promote(version=reward.output_version)
+            ppo = services.run_start_ppo(project=taught, config=PPO_TINY, created_by=admin_user)
+            wait_for(lambda: status_of(ppo) in (RunStatus.SUCCEEDED, RunStatus.FAILED))
+            ppo.refresh_from_db()
+    connections.close_all()
+    assert done, f"no training worker on {app.conf.broker_url} finished the runs"
+    assert reward.status == RunStatus.SUCCEEDED, reward.error
+    assert sft.status == RunStatus.SUCCEEDED, sft.error
+    assert ppo.status == RunStatus.SUCCEEDED, ppo.error
+    policy = ppo.output_version
+    assert policy.kind == "policy" and policy.parent == sft.output_version
+    assert ppo.base_version == sft.output_version and ppo.reward_version == reward.output_version
+    assert Path(policy.artifact_path).is_dir() and ppo.metrics_history[-1]["step"] == PPO_TINY["steps"]
+    assert "Registered policy-v2" in ppo.log_tail
+
+
 def test_cancel_stops_a_running_run_at_the_next_step(judged, admin_user, tiny_backbone, artifacts):
     config = tiny_config(tiny_backbone, epochs=200, batch_size=2)
     run = services.run_start_reward(project=judged, config=config, created_by=admin_user)
