@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db.models import Max, Min
 
 from annotate import exports
-from annotate.models import Comparison, Project, Ranking
+from annotate.models import Comparison, Demonstration, Project, Ranking
 from rewardlab.models import DatasetSnapshot
 
 # What a reward model trains on: every preference pair, standard prompts, ties dropped (a tie carries no
@@ -135,4 +135,24 @@ def preference_summary(project: Project) -> PreferenceSummary:
         imported_pairs=imported,
         first=min(firsts, default=None),
         last=max(lasts, default=None),
+    )
+
+
+@dataclass(frozen=True)
+class PolicyDataSummary:
+    """What the policy runs of a project would read now."""
+
+    demonstrations: int
+    conversations: int  # distinct conversations with a demonstration
+    prompts: int
+    preference_pairs: int
+
+
+def policy_data_summary(project: Project, *, with_pairs: bool = True) -> PolicyDataSummary:
+    demonstrations = Demonstration.objects.filter(task__project=project, discarded_at__isnull=True)
+    return PolicyDataSummary(
+        demonstrations=demonstrations.count(),
+        conversations=demonstrations.values("task__anchor_id").distinct().count(),
+        prompts=len(exports.prompt_anchor_ids(project, PROMPT_DATASET)),
+        preference_pairs=preference_summary(project).pairs if with_pairs else 0,
     )

@@ -25,7 +25,9 @@ def serving_version(*, project: Project, kind: str) -> ModelVersion | None:
 
 
 def version_list(*, project: Project, kind: str | None = None) -> QuerySet[ModelVersion]:
-    versions = ModelVersion.objects.filter(project=project).select_related("training_run", "parent")
+    versions = ModelVersion.objects.filter(project=project).select_related(
+        "training_run", "training_run__reward_version", "training_run__snapshot", "parent"
+    )
     return versions.filter(kind=kind) if kind else versions
 
 

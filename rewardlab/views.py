@@ -12,8 +12,8 @@ from annotate.models import Project
 from annotate.permissions import role_required
 from annotate.roles import RoleName
 from rewardlab import charts, datasets, selectors, services
-from rewardlab.forms import RewardRunForm
-from rewardlab.models import ModelKind, ModelVersion, RunStatus
+from rewardlab.forms import DPORunForm, PPORunForm, RewardRunForm, SFTRunForm
+from rewardlab.models import ModelKind, ModelVersion, RunKind, RunStatus
 
 # htmx stops polling when a response has this status.
 STOP_POLLING = 286
@@ -52,6 +52,54 @@ def run_reward_new(request, slug: str):
     )
 
 
+POLICY_RUNS = {
+    RunKind.SFT: (SFTRunForm, services.run_start_sft),
+    RunKind.DPO: (DPORunForm, services.run_start_dpo),
+    RunKind.PPO: (PPORunForm, services.run_start_ppo),
+}
+
+
+@role_required(RoleName.ADMIN)
+@require_http_methods(["GET", "POST"])
+def run_policy_new(request, slug: str, kind: str):
+    """Start an SFT, DPO or PPO run: what it would train on, where it starts, its config."""
+    if kind not in POLICY_RUNS:
+        raise Http404("No such run kind.")
+    project = get_object_or_404(Project, slug=slug)
+    form_class, start = POLICY_RUNS[kind]
+    form = form_class(request.POST or None, project=project, initial=form_class.defaults(project))
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = start(project=project, config=form.config(), created_by=request.user, **form.links())
+        except services.RunError as error:
+            form.add_error(error.field if error.field in form.fields else None, error.message)
+        else:
+            messages.success(request, f"{run} is queued on the training queue.")
+            return redirect("rewardlab:run_detail", run_id=run.pk)
+    summary = datasets.policy_data_summary(project, with_pairs=kind == RunKind.DPO)
+    serving_reward = selectors.serving_version(project=project, kind=ModelKind.REWARD)
+    if kind == RunKind.SFT:
+        ready = summary.demonstrations >= services.MIN_DEMONSTRATIONS
+    elif kind == RunKind.DPO:
+        ready = summary.preference_pairs >= services.MIN_DPO_PAIRS
+    else:
+        ready = summary.prompts > 0 and form.fields["reward_version"].queryset.exists()
+    return render(
+        request,
+        "rewardlab/run_policy_new.html",
+        {
+            "project": project,
+            "form": form,
+            "kind": kind,
+            "summary": summary,
+            "serving_reward": serving_reward,
+            "ready": ready,
+            "min_demonstrations": services.MIN_DEMONSTRATIONS,
+            "min_pairs": services.MIN_DPO_PAIRS,
+        },
+    )
+
+
 @role_required(RoleName.RESEARCHER)
 def run_detail(request, run_id: int):
     """The run console: progress with ETA, curves, log tail, cancel. htmx polls the console partial every two
@@ -68,17 +116,41 @@ def run_detail(request, run_id: int):
     return render(request, "rewardlab/run_detail.html", context)
 
 
+# The curves each kind of run draws: (history key, label, options).
+CURVES = {
+    RunKind.REWARD: [
+        ("loss", "Training loss (smoothed)", {"smoothing": 0.8}),
+        ("eval_accuracy", "Held-out accuracy", {"low": 0.0, "high": 1.0}),
+        ("eval_loss", "Held-out loss", {}),
+    ],
+    RunKind.SFT: [
+        ("loss", "Training loss (smoothed)", {"smoothing": 0.8}),
+        ("eval_loss", "Held-out loss", {}),
+    ],
+    RunKind.DPO: [
+        ("loss", "Training loss (smoothed)", {"smoothing": 0.8}),
+        ("reward_margin", "Implicit reward margin (smoothed)", {"smoothing": 0.8}),
+        ("reward_accuracy", "Implicit reward accuracy (smoothed)", {"smoothing": 0.8, "low": 0.0, "high": 1.0}),
+        ("eval_reward_margin", "Held-out reward margin", {}),
+    ],
+    RunKind.PPO: [
+        ("reward_mean", "Mean reward", {"smoothing": 0.6}),
+        ("kl", "KL to the reference (nats per reply)", {"smoothing": 0.6}),
+        ("entropy", "Entropy (nats per token)", {}),
+        ("clip_fraction", "Clip fraction", {"low": 0.0}),
+        ("value_loss", "Value loss", {"smoothing": 0.6}),
+        ("kl_coef", "KL coefficient β", {}),
+    ],
+}
+
+
 def _console(run) -> dict:
     eta = None
     if run.status == RunStatus.RUNNING and run.started_at and 0 < run.progress_step < run.progress_total:
         elapsed = (timezone.now() - run.started_at).total_seconds()
         eta = elapsed / run.progress_step * (run.progress_total - run.progress_step)
     history = run.metrics_history or []
-    curves = [
-        charts.curve(history, "loss", "Training loss (smoothed)", smoothing=0.8),
-        charts.curve(history, "eval_accuracy", "Held-out accuracy", low=0.0, high=1.0),
-        charts.curve(history, "eval_loss", "Held-out loss"),
-    ]
+    curves = [charts.curve(history, key, label, **options) for key, label, options in CURVES.get(run.kind, [])]
     percent = round(100 * run.progress_step / run.progress_total) if run.progress_total else 0
     return {
         "eta_seconds": eta,
