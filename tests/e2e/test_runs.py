@@ -18,7 +18,7 @@ def test_an_admin_trains_watches_and_promotes_a_reward_model(page_for, make_user
     page = page_for(make_user(RoleName.ADMIN, "ada"), password=PASSWORD)
     page.goto("/")
     page.click("nav >> text=Runs")
-    page.click("[data-project=demo] >> text=Train reward model")
+    page.click("[data-project=demo] >> a:has-text('Reward model')")
     assert int(page.locator("[data-stat=pairs]").inner_text().replace(",", "")) > 0
     page.fill("#id_base_model", str(backbone))
     page.fill("#id_max_length", "64")
@@ -58,3 +58,50 @@ def test_the_run_page_in_dark_mode_on_a_tablet(page_for, make_user, labeled, tmp
     assert "step 40 / 120" in page.locator("[data-progress]").inner_text()
     assert page.locator("button:has-text('Cancel run')").count() == 0  # researchers cannot cancel
     screenshot(page, "run-detail-dark-tablet")
+
+
+def test_an_admin_fine_tunes_then_optimises_a_policy_by_ppo(page_for, make_user, labeled, tmp_path, settings):
+    """SFT then PPO from the browser on a real worker; the PPO console draws its curves; the models page shows
+    the lineage."""
+    from rewardlab import runner, services
+    from tests.rewardlab.conftest import tiny_config
+
+    settings.REWARDLAB_RUN_HEARTBEAT_SECONDS = 600
+    backbone = tiny_reward_backbone(tmp_path / "tiny-bert")
+    reward = services.run_start_reward(project=labeled, config=tiny_config(backbone))
+    assert runner.run_execute(run_id=reward.pk, worker="setup") == "succeeded"
+    reward.refresh_from_db()
+    services.model_version_promote(version=reward.output_version)
+
+    page = page_for(make_user(RoleName.ADMIN, "ada"), password=PASSWORD)
+    page.goto("/runs/")
+    page.click("[data-project=demo] >> a:has-text('SFT')")
+    assert int(page.locator("[data-stat=demonstrations]").inner_text().replace(",", "")) > 0
+    page.fill("#id_max_length", "128")
+    page.fill("#id_epochs", "2")
+    page.fill("#id_learning_rate", "0.001")
+    page.click("button:has-text('Start run')")
+    page.wait_for_selector("[data-run-status=queued]")
+    with start_worker(app, pool="solo", queues=["training"], perform_ping_check=False, shutdown_timeout=60):
+        page.wait_for_selector("[data-run-status=succeeded]", timeout=120_000)
+        assert "Registered policy-v1" in page.locator("[data-log]").inner_text()
+
+        page.goto("/runs/")
+        page.click("[data-project=demo] >> a:has-text('PPO')")
+        assert page.locator("#id_base_version option:checked").inner_text() == "policy-v1"
+        page.fill("#id_steps", "16")
+        page.fill("#id_batch_size", "8")
+        page.fill("#id_mini_batch_size", "4")
+        page.fill("#id_max_new_tokens", "16")
+        page.fill("#id_learning_rate", "0.0005")
+        page.click("button:has-text('Start run')")
+        page.wait_for_selector("[data-run-status=succeeded]", timeout=120_000)
+    for key in ("reward_mean", "kl", "entropy", "clip_fraction", "value_loss"):
+        assert page.locator(f"[data-curve={key}] polyline").count() == 1, key
+    assert "Registered policy-v2" in page.locator("[data-log]").inner_text()
+    screenshot(page, "ppo-run")
+
+    page.goto("/projects/demo/models/")
+    row = page.locator("[data-version=policy-v2]")
+    assert "PPO" in row.inner_text() and "policy-v1" in row.inner_text() and "reward-v1" in row.inner_text()
+    screenshot(page, "policies")
