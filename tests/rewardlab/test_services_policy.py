@@ -21,6 +21,8 @@ def no_broker(monkeypatch, settings):
     monkeypatch.setattr("rewardlab.tasks.run_execute.apply_async", lambda args, task_id: sent.append(args))
     monkeypatch.setattr("rewardlab.tasks.candidate_scores_compute.delay", lambda *args: None)
     settings.REWARDLAB_RUN_HEARTBEAT_SECONDS = 600  # no heartbeat thread writes during these short runs
+    # The worker drops stale connections before a run; inside a test's transaction that would end the test.
+    monkeypatch.setattr("rewardlab.runner.close_old_connections", lambda: None)
     return sent
 
 
