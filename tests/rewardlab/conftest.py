@@ -63,7 +63,7 @@ def taught(make_user, artifacts):
     ]
     services.prompts_import(project=project, data=jsonl(*rows), filename="taught.jsonl")
     labelers = {make_user(RoleName.LABELER): 0.05, make_user(RoleName.LABELER): 0.2}
-    simulate(project, labelers, tasks_each=40)
+    simulate(project, labelers, tasks_each=18)  # 36 tasks (12 prompts × 3 kinds), one labeler each
     return project
 
 
