@@ -272,16 +272,24 @@ def launch(name: str, data: Path, output: Path, args: argparse.Namespace) -> dic
         "--base-model", args.base_model, "--max-length", str(args.max_length), "--batch-size", str(args.batch_size),
         "--learning-rate", str(args.learning_rate), "--epochs", str(args.epochs), "--seed", str(args.seed),
     ]  # fmt: skip
-    # Anything else running on the machine shows here and slows the trainer: run the bench on an idle machine.
+    result = run_child(command, name, f"training {name}")
+    print(f"  {name}: {result['seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU", file=sys.stderr, flush=True)
+    return result
+
+
+def run_child(command: list[str], name: str, what: str) -> dict:
+    """Run one of our own child processes and return the dict its last ``RESULT {json}`` line printed, with the
+    machine's load average before and after under "load". Anything else running on the machine shows in the load
+    and slows the child: run the benches on an idle machine."""
     load = os.getloadavg()[0]
-    print(f"… training {name} (load average {load:.2f} on {os.cpu_count()} CPUs)", file=sys.stderr, flush=True)
+    print(f"… {what} (load average {load:.2f} on {os.cpu_count()} CPUs)", file=sys.stderr, flush=True)
     done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 - our own script
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
         raise SystemExit(f"{name} failed with exit status {done.returncode}")
     result = json.loads(lines[-1].removeprefix("RESULT "))
-    print(f"  {name}: {result['seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU", file=sys.stderr, flush=True)
+    result["load"] = (load, os.getloadavg()[0])
     return result
 
 

@@ -14,6 +14,7 @@ that are right for left- and right-padded rows alike, batched sampling with the 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -95,8 +96,9 @@ def build_tiny_policy(texts: Iterable[str], directory: Path, config: TinyPolicyC
     )
     model = GPT2LMHeadModel(model_config)
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    with quiet_transformers():
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
     return directory
 
 
@@ -233,10 +235,33 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """log π(x_t | x_<t) for t = 1…L−1 (`[batch, L−1]`), from logits over the whole sequence, in fp32. Uses
     gather − logsumexp, never a full log-softmax copy of the logits."""
-    logits = logits[:, :-1].float()
-    targets = input_ids[:, 1:]
+    return _gather_logprobs(logits[:, :-1], input_ids[:, 1:])
+
+
+def _gather_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = logits.float()
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
+
+
+def _keeps_logits(model: Any) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (most causal LMs of transformers do)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def reply_logprobs(
+    model: Any, sequences: torch.Tensor, attention_mask: torch.Tensor, start: int, **kwargs: Any
+) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """(log π of each token from position `start` on, the logits that predicted them, the model's output) for
+    `[prompt | reply]` rows whose replies begin at `start`. The language-model head runs on the reply positions
+    only when the model allows it (`logits_to_keep`): a prompt's positions never cost a vocabulary-wide row."""
+    keep = sequences.shape[1] - start + 1
+    if _keeps_logits(model):
+        kwargs["logits_to_keep"] = keep
+    out = forward(model, sequences, attention_mask, **kwargs)
+    logits = out.logits[:, -keep:-1]
+    return _gather_logprobs(logits, sequences[:, start:]), logits, out
 
 
 def forward(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:

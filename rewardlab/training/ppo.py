@@ -163,10 +163,21 @@ class PolicyWithValue(nn.Module):
         nn.init.normal_(self.value_head.weight, std=1.0 / math.sqrt(hidden + 1))
         nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = policy.forward(self.policy, input_ids, attention_mask, output_hidden_states=True)
-        values = self.value_head(out.hidden_states[-1].to(self.value_head.weight.dtype)).squeeze(-1)
-        return out.logits, values
+    def forward(
+        self, sequences: torch.Tensor, attention_mask: torch.Tensor, start: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log π of each reply token, V of the state before it, the logits that predicted it), for replies
+        beginning at `start`. Columns that are padding in every row (left of the longest prompt in a mini-batch)
+        are dropped first: positions count real tokens only, so nothing else changes."""
+        lead = int((attention_mask.sum(0) > 0).long().argmax())
+        lead = min(lead, start - 1)
+        sequences, attention_mask, start = sequences[:, lead:], attention_mask[:, lead:], start - lead
+        logprobs, logits, out = policy.reply_logprobs(
+            self.policy, sequences, attention_mask, start, output_hidden_states=True
+        )
+        hidden = out.hidden_states[-1][:, start - 1 : -1]
+        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
+        return logprobs, values.float(), logits
 
 
 @dataclass
@@ -186,25 +197,14 @@ class Rollout:
     texts: list[str]
 
 
-def _reply_logprobs_and_values(
-    agent: PolicyWithValue, sequences: torch.Tensor, attention_mask: torch.Tensor, start: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(log π of each reply token, V of the state before it, logits that predicted it), reply positions only."""
-    logits, values = agent(sequences, attention_mask)
-    logprobs = policy.token_logprobs(logits, sequences)[:, start - 1 :]
-    return logprobs, values[:, start - 1 : -1].float(), logits[:, start - 1 : -1]
-
-
 def _reference_logprobs(
     reference: Any, model: Any, sequences: torch.Tensor, attention_mask: torch.Tensor, start: int
 ) -> torch.Tensor:
     """log π_SFT of each reply token: the frozen copy, or the same model with its LoRA adapters switched off."""
     if reference is None:
         with model.disable_adapter():
-            logits = policy.forward(model, sequences, attention_mask).logits
-    else:
-        logits = policy.forward(reference, sequences, attention_mask).logits
-    return policy.token_logprobs(logits, sequences)[:, start - 1 :]
+            return policy.reply_logprobs(model, sequences, attention_mask, start)[0]
+    return policy.reply_logprobs(reference, sequences, attention_mask, start)[0]
 
 
 def train_ppo(
@@ -247,7 +247,8 @@ def train_ppo(
     reference = None if policy.uses_lora(model) else policy.frozen_copy(model).to(device)
     agent = PolicyWithValue(model).to(device)
     trainable = [p for p in agent.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
+    fused = device.type in ("cuda", "cpu")
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0, fused=fused)
     kl_control = AdaptiveKLController(config.init_kl_coef, target=config.target_kl or None, horizon=config.kl_horizon)
     say(
         f"PPO: {len(prompts)} prompts, {config.steps} steps of {config.batch_size} replies; {config.base_model} on "
@@ -308,8 +309,8 @@ def train_ppo(
             for first in range(0, len(batch), config.mini_batch_size):
                 index = permutation[first : first + config.mini_batch_size]
                 with autocast(device, dtype):
-                    logprobs, values, logits = _reply_logprobs_and_values(
-                        agent, rollout.sequences[index], rollout.attention_mask[index], rollout.start
+                    logprobs, values, logits = agent(
+                        rollout.sequences[index], rollout.attention_mask[index], rollout.start
                     )
                 mask = rollout.mask[index]
                 policy_loss, clip_fraction = clipped_policy_loss(
@@ -400,7 +401,7 @@ def _rollout(
     start = samples.prompt_width
     mask = samples.reply_mask.to(device).float()
     with autocast(device, dtype):
-        old_logprobs, values, _ = _reply_logprobs_and_values(agent, sequences, attention_mask, start)
+        old_logprobs, values, _ = agent(sequences, attention_mask, start)
         ref_logprobs = _reference_logprobs(reference, model, sequences, attention_mask, start)
     rewards, kl = kl_penalised_rewards(scores, old_logprobs, ref_logprobs.float(), mask, beta)
     advantages, returns = gae(rewards, values * mask, mask, gamma=config.gamma, lam=config.lam)

@@ -67,3 +67,19 @@ def test_batched_left_padded_sampling_and_log_probs_match_one_prompt_at_a_time(t
         lp_alone = policy.token_logprobs(logits_alone, alone.sequences)[0, alone.prompt_width - 1 :]
         n = int(alone.reply_mask.sum())
         assert torch.allclose(lp_batched[:n], lp_alone[:n], atol=1e-4)
+
+
+def test_reply_log_probs_run_the_head_on_reply_positions_only_and_agree_with_the_full_logits(tmp_path):
+    from rewardlab.training import policy
+
+    path = build_tiny_policy(TEXTS, tmp_path / "policy", SMALL)
+    tokenizer, model = policy.load_policy(str(path))
+    prompts = [render_prompt([{"role": "user", "content": text}]) for text in ("Hi", "How do I water plant 3?")]
+    samples = policy.sample(model, tokenizer, prompts, max_new_tokens=5, max_prompt_length=64)
+    start = samples.prompt_width
+    with torch.no_grad():
+        logprobs, logits, _ = policy.reply_logprobs(model, samples.sequences, samples.attention_mask, start)
+        full = policy.forward(model, samples.sequences, samples.attention_mask).logits
+    assert logits.shape[1] == samples.sequences.shape[1] - start  # no logits for the prompt's positions
+    expected = policy.token_logprobs(full, samples.sequences)[:, start - 1 :]
+    assert torch.allclose(logprobs, expected, atol=1e-5)
