@@ -328,7 +328,7 @@ def main() -> None:
     from rewardlab.training import policy
     from rewardlab.training.common import quiet_transformers
     from rewardlab.training.config import ChatRecord
-    from rewardlab.training.sft import corpus
+    from rewardlab.training.policy import corpus
 
     print(machine(args.device))
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}

@@ -1,6 +1,7 @@
 from django import forms
 from django.conf import settings
 
+from rewardlab import services
 from rewardlab.models import ModelKind, ModelVersion
 from rewardlab.training.config import DPOConfig, PPOConfig, RewardConfig, SFTConfig
 
@@ -62,12 +63,10 @@ class PolicyRunForm(forms.Form):
 
     @classmethod
     def defaults(cls, project) -> dict:
-        from rewardlab.services import newest_sft_policy
-
         config = cls.CONFIG_CLASS(base_model=settings.REWARDLAB_POLICY_BASE_MODEL)
         initial = {name: getattr(config, name) for name in cls.base_fields if hasattr(config, name)}
         if cls.CONFIG_CLASS is not SFTConfig:
-            initial["base_version"] = newest_sft_policy(project)
+            initial["base_version"] = services.newest_sft_policy(project)
         return initial
 
     def config(self) -> dict:

@@ -145,12 +145,7 @@ def run_start_reward(
     """Queue a reward-model run on the `training` queue. Its dataset is frozen first (or the given snapshot is
     used), so the run trains on exactly the pairs recorded with it however many arrive while it runs."""
     clean = reward_config_clean(config)
-    if snapshot is None:
-        snapshot = snapshot_freeze(
-            project=project, options=datasets.REWARD_DATASET, name="Reward model dataset", created_by=created_by
-        ).snapshot
-    elif snapshot.project_id != project.pk:
-        raise RunError("That snapshot belongs to another project.", field="snapshot")
+    snapshot = _snapshot_for(project, datasets.REWARD_DATASET, "Reward model dataset", snapshot, created_by)
     pairs = datasets.reward_pair_count(snapshot)
     if pairs < MIN_REWARD_PAIRS:
         raise RunError(

@@ -53,6 +53,16 @@ class _Checked:
         if self.device != "auto" and not DEVICE.fullmatch(self.device):
             raise ValueError(f"device must be 'auto' or a torch device such as 'cpu' or 'cuda:0', got {self.device!r}")
 
+    def _epoch_loop(self) -> None:
+        """The fields of an epoch loop over a data set (reward, SFT, DPO). grad_clip 0 turns clipping off."""
+        self._integer("batch_size", 1)
+        self._number("learning_rate", low=0.0, low_open=True)
+        self._integer("epochs", 1)
+        self._number("eval_share", low=0.0, high=1.0)
+        self._number("weight_decay", low=0.0)
+        self._number("warmup_ratio", low=0.0, high=1.0)
+        self._number("grad_clip", low=0.0)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -91,14 +101,8 @@ class RewardConfig(_Checked):
     def __post_init__(self) -> None:
         self._common()
         self._integer("max_length", 8)  # room for the special tokens and a few of each text
-        self._integer("batch_size", 1)
-        self._number("learning_rate", low=0.0, low_open=True)
-        self._integer("epochs", 1)
-        self._number("eval_share", low=0.0, high=1.0)
+        self._epoch_loop()
         self._flag("use_margin")
-        self._number("weight_decay", low=0.0)
-        self._number("warmup_ratio", low=0.0, high=1.0)
-        self._number("grad_clip", low=0.0)  # 0 turns clipping off
         self._integer("eval_every", 0)
         self._flag("length_grouped")
 
@@ -147,13 +151,7 @@ class SFTConfig(_PolicyConfig):
     def __post_init__(self) -> None:
         self._policy_common()
         self._integer("max_length", 8)
-        self._integer("batch_size", 1)
-        self._number("learning_rate", low=0.0, low_open=True)
-        self._integer("epochs", 1)
-        self._number("eval_share", low=0.0, high=1.0)
-        self._number("weight_decay", low=0.0)
-        self._number("warmup_ratio", low=0.0, high=1.0)
-        self._number("grad_clip", low=0.0)
+        self._epoch_loop()
 
 
 @dataclass
@@ -183,13 +181,7 @@ class DPOConfig(_PolicyConfig):
             raise ValueError(
                 f"max_prompt_length must be < max_length ({self.max_length}), got {self.max_prompt_length}"
             )
-        self._integer("batch_size", 1)
-        self._number("learning_rate", low=0.0, low_open=True)
-        self._integer("epochs", 1)
-        self._number("eval_share", low=0.0, high=1.0)
-        self._number("weight_decay", low=0.0)
-        self._number("warmup_ratio", low=0.0, high=1.0)
-        self._number("grad_clip", low=0.0)
+        self._epoch_loop()
 
 
 @dataclass

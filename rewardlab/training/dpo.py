@@ -9,7 +9,6 @@ reference model is dropped: training holds one model in memory, not two.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,14 +24,10 @@ from rewardlab.training.common import (
     atomic_output_dir,
     autocast,
     fit,
-    pick_device,
-    pick_dtype,
-    seed_everything,
     split_groups,
     to_device,
 )
 from rewardlab.training.config import ChatPairRecord, DPOConfig
-from rewardlab.training.sft import chat_group, check_turns, corpus
 
 
 def dpo_loss(
@@ -76,7 +71,7 @@ def train_dpo(
     output_dir = Path(output_dir)
     records = list(records)
     for index, record in enumerate(records):
-        check_turns(index, record.turns)
+        policy.check_turns(index, record.turns)
         for name in ("chosen", "rejected"):
             if not isinstance(getattr(record, name), str):
                 raise ValueError(f"pair {index}: {name} must be text")
@@ -84,24 +79,16 @@ def train_dpo(
             raise ValueError(f"pair {index}: weight must be > 0, got {record.weight!r}")
     if output_dir.exists():
         raise FileExistsError(f"output directory {output_dir} already exists; refusing to overwrite it")
-    train, held_out = split_groups(records, config.eval_share, config.seed, key=chat_group)
+    train, held_out = split_groups(records, config.eval_share, config.seed, key=policy.chat_group)
     if not train:
         raise ValueError(f"no preference pairs to train on ({len(records)} in all)")
 
-    seed_everything(config.seed)
-    device = pick_device(config.device)
-    dtype = pick_dtype(device)
-    with tempfile.TemporaryDirectory(prefix="rewardlab-base-") as workdir:
-        path = policy.resolve_policy_path(config.base_model, corpus(records), Path(workdir))
-        tokenizer, model = policy.load_policy(path, config)
-    model.to(device)
+    tokenizer, model, device, dtype = policy.prepare(config, records)
     say(
         f"DPO: {len(train)} pairs, {len(held_out)} held out; β = {config.beta}; {config.base_model} on {device} "
         f"({str(dtype).removeprefix('torch.')})"
     )
-    limit = policy.context_limit(tokenizer, model)
-    if limit is not None and config.max_length > limit:
-        raise ValueError(f"max_length must be <= {limit} for {config.base_model}, got {config.max_length}")
+    policy.check_context(tokenizer, model, config.base_model, "max_length", config.max_length)
 
     def encode(rows: list[ChatPairRecord]) -> tuple[list, list, torch.Tensor]:
         prompts = [policy.format_prompt(tokenizer, r.turns) for r in rows]

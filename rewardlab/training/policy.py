@@ -14,8 +14,10 @@ that are right for left- and right-padded rows alike, batched sampling with the 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from typing import Any
 
 import torch
 
-from rewardlab.training.common import quiet_transformers
+from rewardlab.training.common import pick_device, pick_dtype, quiet_transformers, seed_everything
 from rewardlab.training.config import EMBEDDED_POLICY
 
 POLICY_CHECKPOINT_FILE = "rewardlab_policy.json"
@@ -154,6 +156,25 @@ def load_policy(path: str, config: Any = None, *, trainable: bool = True) -> tup
     return tokenizer, model
 
 
+def prepare(config: Any, records: Sequence[Any]) -> tuple[Any, Any, torch.device, torch.dtype]:
+    """What every policy trainer does first: seed, pick the device and the autocast dtype, and load
+    `config.base_model` onto the device (the embedded policy is built from `records`' text, in a temporary folder).
+    Returns (tokenizer, model, device, dtype)."""
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    with tempfile.TemporaryDirectory(prefix="rewardlab-base-") as workdir:
+        path = resolve_policy_path(config.base_model, corpus(records), Path(workdir))
+        tokenizer, model = load_policy(path, config)
+    return tokenizer, model.to(device), device, pick_dtype(device)
+
+
+def check_context(tokenizer: Any, model: Any, base_model: str, name: str, needed: int) -> None:
+    """Refuse a length (`name`, `needed` tokens) longer than the model's context."""
+    limit = context_limit(tokenizer, model)
+    if limit is not None and needed > limit:
+        raise ValueError(f"{name} must be <= {limit} for {base_model}, got {needed}")
+
+
 def frozen_copy(model: Any) -> Any:
     """The reference policy: a copy of `model` that never trains."""
     reference = copy.deepcopy(model).eval()
@@ -186,6 +207,34 @@ def save_policy(model: Any, tokenizer: Any, directory: Path, metadata: dict[str,
 
 
 # --- encoding ---------------------------------------------------------------------------------------------------
+
+
+def chat_group(record: Any) -> str:
+    """The held-out split's key: the record's group, else its conversation."""
+    return record.group or "\x1e".join(f"{t['role']}\x1f{t['content']}" for t in record.turns)
+
+
+def check_turns(index: int, turns: Any) -> None:
+    if not isinstance(turns, list) or not turns:
+        raise ValueError(f"record {index}: turns must be a non-empty list of role/content dicts")
+    for turn in turns:
+        if (
+            not isinstance(turn, dict)
+            or turn.get("role") not in ROLE_TOKENS
+            or not isinstance(turn.get("content"), str)
+        ):
+            raise ValueError(f"record {index}: each turn needs a role (system, user, assistant) and a content string")
+
+
+def corpus(records: Sequence[Any]) -> list[str]:
+    """Every text of `records`, rendered as the policy reads it: what the embedded policy's tokenizer learns from."""
+    texts = []
+    for record in records:
+        texts.append(render_prompt(record.turns))
+        for name in ("reply", "chosen", "rejected"):
+            if hasattr(record, name):
+                texts.append(getattr(record, name) + END)
+    return texts
 
 
 def format_prompt(tokenizer: Any, turns: Sequence[dict[str, str]]) -> str:
@@ -247,7 +296,12 @@ def _gather_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 def _keeps_logits(model: Any) -> bool:
     """Whether the model's forward takes `logits_to_keep` (most causal LMs of transformers do)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
+    return _forward_takes_logits_to_keep(type(base))
+
+
+@functools.cache
+def _forward_takes_logits_to_keep(model_class: type) -> bool:
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
 def reply_logprobs(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import random
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,9 +42,6 @@ from rewardlab.training.common import (
     TrainResult,
     atomic_output_dir,
     autocast,
-    pick_device,
-    pick_dtype,
-    seed_everything,
 )
 from rewardlab.training.config import PPOConfig, PromptRecord
 
@@ -225,25 +221,16 @@ def train_ppo(
     prompts = list(prompts)
     if not prompts:
         raise ValueError("PPO needs prompts to sample replies for, and there are none")
-    from rewardlab.training.sft import check_turns, corpus
-
     for index, record in enumerate(prompts):
-        check_turns(index, record.turns)
+        policy.check_turns(index, record.turns)
     if output_dir.exists():
         raise FileExistsError(f"output directory {output_dir} already exists; refusing to overwrite it")
 
-    seed_everything(config.seed)
-    device = pick_device(config.device)
-    dtype = pick_dtype(device)
-    with tempfile.TemporaryDirectory(prefix="rewardlab-base-") as workdir:
-        path = policy.resolve_policy_path(config.base_model, corpus(prompts), Path(workdir))
-        tokenizer, model = policy.load_policy(path, config)
-    limit = policy.context_limit(tokenizer, model)
-    if limit is not None and config.max_prompt_length + config.max_new_tokens > limit:
-        raise ValueError(
-            f"max_prompt_length + max_new_tokens must be <= {limit} for {config.base_model}, got "
-            f"{config.max_prompt_length + config.max_new_tokens}"
-        )
+    tokenizer, model, device, dtype = policy.prepare(config, prompts)
+    policy.check_context(
+        tokenizer, model, config.base_model, "max_prompt_length + max_new_tokens",
+        config.max_prompt_length + config.max_new_tokens,
+    )  # fmt: skip
     reference = None if policy.uses_lora(model) else policy.frozen_copy(model).to(device)
     agent = PolicyWithValue(model).to(device)
     trainable = [p for p in agent.parameters() if p.requires_grad]

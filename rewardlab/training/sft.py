@@ -9,10 +9,8 @@ averaged over the batch's reply tokens. Whole prompts are held out for evaluatio
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -25,41 +23,10 @@ from rewardlab.training.common import (
     atomic_output_dir,
     autocast,
     fit,
-    pick_device,
-    pick_dtype,
-    seed_everything,
     split_groups,
     to_device,
 )
 from rewardlab.training.config import ChatRecord, SFTConfig
-
-
-def chat_group(record: Any) -> str:
-    """The held-out split's key: the record's group, else its conversation."""
-    return record.group or "\x1e".join(f"{t['role']}\x1f{t['content']}" for t in record.turns)
-
-
-def check_turns(index: int, turns: Any) -> None:
-    if not isinstance(turns, list) or not turns:
-        raise ValueError(f"record {index}: turns must be a non-empty list of role/content dicts")
-    for turn in turns:
-        if (
-            not isinstance(turn, dict)
-            or turn.get("role") not in policy.ROLE_TOKENS
-            or not isinstance(turn.get("content"), str)
-        ):
-            raise ValueError(f"record {index}: each turn needs a role (system, user, assistant) and a content string")
-
-
-def corpus(records: Sequence[Any]) -> list[str]:
-    """Every text of `records`, rendered as the policy reads it: what the embedded policy's tokenizer learns from."""
-    texts = []
-    for record in records:
-        texts.append(policy.render_prompt(record.turns))
-        for name in ("reply", "chosen", "rejected"):
-            if hasattr(record, name):
-                texts.append(getattr(record, name) + policy.END)
-    return texts
 
 
 def completion_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -85,30 +52,22 @@ def train_sft(
     output_dir = Path(output_dir)
     records = list(records)
     for index, record in enumerate(records):
-        check_turns(index, record.turns)
+        policy.check_turns(index, record.turns)
         if not isinstance(record.reply, str) or not record.reply.strip():
             raise ValueError(f"record {index}: reply must be non-empty text")
     if output_dir.exists():
         raise FileExistsError(f"output directory {output_dir} already exists; refusing to overwrite it")
-    train, held_out = split_groups(records, config.eval_share, config.seed, key=chat_group)
+    train, held_out = split_groups(records, config.eval_share, config.seed, key=policy.chat_group)
     if not train:
         raise ValueError(f"no demonstrations to train on ({len(records)} in all)")
 
-    seed_everything(config.seed)
-    device = pick_device(config.device)
-    dtype = pick_dtype(device)
-    with tempfile.TemporaryDirectory(prefix="rewardlab-base-") as workdir:
-        path = policy.resolve_policy_path(config.base_model, corpus(records), Path(workdir))
-        tokenizer, model = policy.load_policy(path, config)
-    model.to(device)
+    tokenizer, model, device, dtype = policy.prepare(config, records)
     say(
         f"SFT: {len(train)} demonstrations, {len(held_out)} held out; {config.base_model} on {device} "
         f"({str(dtype).removeprefix('torch.')}), {sum(p.numel() for p in model.parameters() if p.requires_grad):,} "
         "trainable parameters"
     )
-    limit = policy.context_limit(tokenizer, model)
-    if limit is not None and config.max_length > limit:
-        raise ValueError(f"max_length must be <= {limit} for {config.base_model}, got {config.max_length}")
+    policy.check_context(tokenizer, model, config.base_model, "max_length", config.max_length)
 
     def encode(rows: list[ChatRecord]) -> list[tuple[list[int], int]]:
         return [

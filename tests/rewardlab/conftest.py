@@ -18,37 +18,13 @@ def tiny_backbone(tmp_path_factory) -> Path:
     return tiny_reward_backbone(tmp_path_factory.mktemp("tiny-bert"))
 
 
-@pytest.fixture
-def judged(make_user, artifacts):
-    """A project with rankings and comparisons from two simulated labelers (12 prompts, 3 replies each)."""
+def simulated_project(make_user, name: str, kinds: list[str], tasks_each: int):
+    """A project of 12 prompts with 3 replies each, imported as tasks of `kinds` (one labeler per task), which two
+    simulated labelers (noise 0.05 and 0.2) work through."""
     project = services.project_create(
-        name="Judged",
-        slug="judged",
-        import_task_kinds=["rank", "compare"],
-        ranking_k=3,
-        overlap_rank=1,
-        overlap_compare=1,
-    )
-    rows = [
-        {
-            "prompt": f"How do I fix problem {i}?",
-            "completions": [f"Step by step fix {i}.", f"No idea {i}.", f"Maybe {i}."],
-        }
-        for i in range(12)
-    ]
-    services.prompts_import(project=project, data=jsonl(*rows), filename="judged.jsonl")
-    labelers = {make_user(RoleName.LABELER): 0.05, make_user(RoleName.LABELER): 0.2}
-    simulate(project, labelers, tasks_each=20)
-    return project
-
-
-@pytest.fixture
-def taught(make_user, artifacts):
-    """A project with demonstrations, rankings and comparisons from two simulated labelers (12 prompts)."""
-    project = services.project_create(
-        name="Taught",
-        slug="taught",
-        import_task_kinds=["demonstrate", "rank", "compare"],
+        name=name,
+        slug=name.lower(),
+        import_task_kinds=kinds,
         ranking_k=3,
         overlap_demonstrate=1,
         overlap_rank=1,
@@ -61,10 +37,22 @@ def taught(make_user, artifacts):
         }
         for i in range(12)
     ]
-    services.prompts_import(project=project, data=jsonl(*rows), filename="taught.jsonl")
+    services.prompts_import(project=project, data=jsonl(*rows), filename=f"{project.slug}.jsonl")
     labelers = {make_user(RoleName.LABELER): 0.05, make_user(RoleName.LABELER): 0.2}
-    simulate(project, labelers, tasks_each=18)  # 36 tasks (12 prompts × 3 kinds), one labeler each
+    simulate(project, labelers, tasks_each=tasks_each)
     return project
+
+
+@pytest.fixture
+def judged(make_user, artifacts):
+    """Rankings and comparisons from two simulated labelers (12 prompts, 3 replies each)."""
+    return simulated_project(make_user, "Judged", ["rank", "compare"], tasks_each=20)
+
+
+@pytest.fixture
+def taught(make_user, artifacts):
+    """Demonstrations, rankings and comparisons: 36 tasks (12 prompts × 3 kinds), 18 for each labeler."""
+    return simulated_project(make_user, "Taught", ["demonstrate", "rank", "compare"], tasks_each=18)
 
 
 def tiny_policy_config(**overrides) -> dict:
