@@ -43,6 +43,17 @@ class TaskKind(models.TextChoices):
     RATE = "rate", "Rating"
 
 
+class ActiveSelection(models.TextChoices):
+    OFF = "off", "Off (oldest first)"
+    CLOSEST_PAIR = "closest_pair", "Closest pair"
+    MEAN_PAIR = "mean_pair", "Mean over pairs"
+
+
+class PolicyMethod(models.TextChoices):
+    PPO = "ppo", "PPO"
+    DPO = "dpo", "DPO"
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=80, unique=True)
@@ -77,10 +88,40 @@ class Project(models.Model):
         "Labelers cannot tell them apart.",
     )
 
-    # Retraining thresholds (the scheduled cycle reads these).
+    # Active selection: how a serving reward model's scores set the priority of new ranking and A/B tasks.
+    active_selection = models.CharField(
+        max_length=16,
+        choices=ActiveSelection.choices,
+        default=ActiveSelection.CLOSEST_PAIR,
+        help_text="Serve first the tasks whose replies the reward model can least tell apart.",
+    )
+
+    # The scheduled retraining cycle (Celery beat checks these every minute).
     retrain_enabled = models.BooleanField(default=False)
-    retrain_min_comparisons = models.PositiveIntegerField(default=200)
-    retrain_min_demonstrations = models.PositiveIntegerField(default=100)
+    retrain_min_comparisons = models.PositiveIntegerField(
+        default=200, help_text="New preference judgements (A/B comparisons and rankings) that start a reward model."
+    )
+    retrain_min_demonstrations = models.PositiveIntegerField(
+        default=100, help_text="New demonstrations that start an SFT run."
+    )
+    retrain_policy_method = models.CharField(
+        max_length=8,
+        choices=PolicyMethod.choices,
+        default=PolicyMethod.PPO,
+        help_text="How the cycle trains the policy after a new reward model.",
+    )
+    retrain_min_reward_accuracy = models.FloatField(
+        default=0.5, help_text="A new reward model serves only if its held-out accuracy reaches this."
+    )
+    retrain_max_kl = models.FloatField(
+        default=30.0, help_text="A new PPO policy serves only if its KL to the starting policy (nats) stays below this."
+    )
+    retrain_run_configs = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Config of each run the cycle starts, by kind: {"reward": {...}, "sft": {...}, "ppo": {...}, '
+        '"dpo": {...}, "sample": {...}}. Left out: the defaults.',
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -109,6 +150,11 @@ class Project(models.Model):
                 condition=Q(lease_minutes__gte=1),
                 name="project_lease_at_least_one_minute",
                 violation_error_message="A lease lasts at least one minute.",
+            ),
+            models.CheckConstraint(
+                condition=Q(retrain_min_reward_accuracy__gte=0, retrain_min_reward_accuracy__lte=1),
+                name="project_retrain_accuracy_0_to_1",
+                violation_error_message="The reward model's least held-out accuracy must be between 0 and 1.",
             ),
             models.CheckConstraint(
                 condition=Q(gold_share__gte=0, gold_share__lte=0.5),

@@ -126,6 +126,18 @@ class TrainingRun(models.Model):
         related_name="runs_scored_by",
         help_text="The reward model PPO optimises against.",
     )
+    opponent_version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs_opposed",
+        help_text="Sampling runs: the earlier policy the new one meets head-to-head in A/B tasks.",
+    )
+    cycle = models.ForeignKey(
+        "RetrainCycle", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        help_text="The retraining cycle that started this run.",
+    )  # fmt: skip
     output_version = models.OneToOneField(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_run"
     )
@@ -173,6 +185,52 @@ class TrainingRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in TERMINAL_RUN_STATUSES
+
+
+class CycleStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class RetrainCycle(models.Model):
+    """One pass of the loop for a project: reward model, SFT, PPO or DPO, then sampling, each a run started when
+    the one before succeeded and its version passed its checks. `stages` is the plan, `stage` the index of the
+    stage running now. At most one cycle runs per project (a database constraint)."""
+
+    project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="cycles")
+    status = models.CharField(max_length=16, choices=CycleStatus.choices, default=CycleStatus.RUNNING)
+    stages = models.JSONField(default=list, help_text='Planned run kinds in order, e.g. ["reward", "ppo", "sample"].')
+    stage = models.PositiveSmallIntegerField(default=0)
+    reason = models.TextField(blank=True, help_text="What started it (the thresholds crossed, or who).")
+    outcome = models.TextField(blank=True, help_text="What each stage did, one line each.")
+    error = models.TextField(blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=CycleStatus.values), name="cycle_status_valid"),
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(status=CycleStatus.RUNNING), name="cycle_one_running_per_project"
+            ),
+            models.CheckConstraint(
+                condition=(Q(status=CycleStatus.RUNNING, finished_at__isnull=True))
+                | (~Q(status=CycleStatus.RUNNING) & Q(finished_at__isnull=False)),
+                name="cycle_finished_iff_not_running",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"cycle #{self.pk}"
+
+    @property
+    def stage_kind(self) -> str | None:
+        return self.stages[self.stage] if self.stage < len(self.stages) else None
 
 
 class CandidateScore(models.Model):

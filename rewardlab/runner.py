@@ -24,7 +24,9 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from rewardlab import datasets, services
+from annotate import exports
+from annotate.models import Message
+from rewardlab import datasets, selectors, services
 from rewardlab.models import RunKind, RunStatus, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -113,16 +115,30 @@ class RunReporter:
 
 def run_execute(*, run_id: int, worker: str) -> str:
     """Claim the run and train it; returns the run's final status (or "skipped" when it was not queued: a
-    duplicate delivery, or cancelled before a worker took it)."""
+    duplicate delivery, or cancelled before a worker took it). A run of a retraining cycle then advances its
+    cycle (promotes the version and starts the next stage, or ends the cycle)."""
     close_old_connections()
     run = services.run_claim(run_id=run_id, worker=worker)
     if run is None:
         return "skipped"
+    status = _execute(run, worker)
+    if run.cycle_id is not None:
+        from rewardlab import cycles
+
+        try:
+            cycles.cycle_run_finished(run_id=run.pk)
+        except Exception:  # the beat tick advances it again; the run itself has ended as it did
+            logger.exception("run %s: advancing its cycle failed", run.pk, extra={"run_id": run.pk})
+    return status
+
+
+def _execute(run: TrainingRun, worker: str) -> str:
     trainers = {
         RunKind.REWARD: _train_reward,
         RunKind.SFT: _train_sft,
         RunKind.DPO: _train_dpo,
         RunKind.PPO: _train_ppo,
+        RunKind.SAMPLE: _run_sample,
     }
     if run.kind not in trainers:
         services.run_fail(run_id=run.pk, error=f"No trainer for {run.get_kind_display()} runs yet.")
@@ -229,3 +245,68 @@ def _train_ppo(run: TrainingRun, reporter: RunReporter) -> None:
     result = train_ppo(prompts, scorer.score, config, services.run_output_dir(run), **_hooks(reporter))
     first, last, kl = (result.metrics[key] for key in ("reward_mean_first", "reward_mean_last", "kl_last"))
     _register_policy(run, reporter, result, f"mean reward {first:.3f} → {last:.3f}, KL {kl:.2f}")
+
+
+def _run_sample(run: TrainingRun, reporter: RunReporter) -> None:
+    """Draw new candidates from the run's policy (and the opponent's), score them with the serving reward model if
+    there is one, and store them with their tasks (one transaction, in the service)."""
+    from rewardlab.training.config import SampleConfig
+    from rewardlab.training.reward import RewardScorer
+    from rewardlab.training.sampling import SampleRequest, sample_replies
+
+    config = SampleConfig.from_dict(run.config)
+    anchors = selectors.prompts_needing_candidates(project=run.project, limit=config.prompts)
+    if not anchors:
+        raise RuntimeError("No prompt needs candidates any more (their tasks were created since the run was queued).")
+    conversations = exports.Conversations()
+    conversations.load(anchors)
+    turns = [conversations.prompt(anchor, "conversational") for anchor in anchors]
+    existing: dict[int, list[str]] = {}
+    for parent, text in Message.objects.filter(parent_id__in=anchors, role="assistant").values_list("parent", "text"):
+        existing.setdefault(parent, []).append(text)
+    requests = [SampleRequest(t, existing.get(a, [])) for a, t in zip(anchors, turns, strict=True)]
+    reporter.log(f"{len(anchors)} prompts need candidates; {run.base_version} writes {config.replies_per_prompt} each")
+    hooks = _hooks(reporter)
+    drawn = sample_replies(run.base_version.artifact_path, requests, config, **hooks)
+    reporter.log(
+        f"{drawn.kept} replies kept of {drawn.drawn} drawn ({drawn.duplicates} duplicates, {drawn.empty} empty), "
+        f"{drawn.replies_per_second:.1f} replies/s"
+    )
+    opponent: list[str | None] = [None] * len(anchors)
+    if run.opponent_version is not None:
+        versus = [SampleRequest(r.turns, r.exclude + mine) for r, mine in zip(requests, drawn.replies, strict=True)]
+        theirs = sample_replies(run.opponent_version.artifact_path, versus, config, replies_per_prompt=1, **hooks)
+        opponent = [replies[0] if replies else None for replies in theirs.replies]
+        reporter.log(f"{run.opponent_version} wrote {sum(o is not None for o in opponent)} head-to-head replies")
+    scores: list[list[float] | None] = [None] * len(anchors)
+    opponent_scores: list[float | None] = [None] * len(anchors)
+    if run.reward_version is not None:
+        scorer = RewardScorer.load(run.reward_version.artifact_path, device=config.device)
+        flat = [(i, text) for i, replies in enumerate(drawn.replies) for text in replies]
+        flat += [(i, text) for i, text in enumerate(opponent) if text is not None]
+        prompts = [exports.standard_prompt(turns[i]) for i, _ in flat]
+        values = [float(v) for v in scorer.score(prompts, [text for _, text in flat])] if flat else []
+        scores = [[] for _ in anchors]
+        for (i, _), value in zip(flat[: drawn.kept], values, strict=False):
+            scores[i].append(value)
+        for (i, _), value in zip(flat[drawn.kept :], values[drawn.kept :], strict=True):
+            opponent_scores[i] = value
+        reporter.log(f"{run.reward_version} scored {len(values)} replies for active selection")
+    sampled = [
+        services.SampledPrompt(a, drawn.replies[i], opponent[i], scores[i], opponent_scores[i])
+        for i, a in enumerate(anchors)
+    ]
+    metrics = {
+        "drawn": drawn.drawn,
+        "duplicates": drawn.duplicates,
+        "empty": drawn.empty,
+        "replies_per_second": round(drawn.replies_per_second, 3),
+        "seconds": round(drawn.seconds, 3),
+    }
+    reporter.flush()
+    counts = services.sampled_tasks_create(run=run, sampled=sampled, metrics=metrics)
+    reporter.log(
+        f"Created {counts['rank_tasks']} ranking and {counts['compare_tasks']} A/B tasks "
+        f"({counts['head_to_head_tasks']} head-to-head) from {counts['candidates']} new candidates"
+    )
+    reporter.flush()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from annotate import exports
-from annotate.models import Comparison, Project, Ranking
+from annotate.models import Comparison, Message, Project, Ranking, Task, TaskKind
 from rewardlab.models import CandidateScore, ModelKind, ModelStatus, ModelVersion, TrainingRun
 
 
@@ -69,3 +69,24 @@ def live_accuracy(*, version: ModelVersion) -> LiveAccuracy:
             total += pair.weight
             right += pair.weight * (scores[pair.chosen] > scores[pair.rejected])
     return LiveAccuracy(accuracy=right / total if total else None, pairs=len(pairs), scored=scored)
+
+
+def prompts_needing_candidates(*, project: Project, limit: int) -> list[int]:
+    """The prompts (anchor message ids) a sampling run writes candidates for: those with no ranking or A/B task
+    still open (the open ones still have replies waiting for people), fewest model-written replies first, then
+    oldest. Gold tasks' prompts are left out."""
+    open_preference = Task.objects.filter(
+        project=project,
+        kind__in=[TaskKind.RANK, TaskKind.COMPARE],
+        is_active=True,
+        is_gold=False,
+        taken__lt=F("required_labelers"),
+    ).values("anchor_id")
+    anchors = Task.objects.filter(project=project, is_gold=False).values("anchor_id")
+    prompts = (
+        Message.objects.filter(pk__in=anchors)
+        .exclude(pk__in=open_preference)
+        .annotate(model_replies=Count("children", filter=Q(children__author_model__isnull=False)))
+        .order_by("model_replies", "id")
+    )
+    return list(prompts.values_list("pk", flat=True)[:limit])

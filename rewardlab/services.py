@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
+import math
 import os
+import random
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -15,11 +18,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from annotate import exports
-from annotate.models import Message, Project
+from annotate import services as annotate_services
+from annotate.models import ActiveSelection, Message, Project, Task, TaskCandidate, TaskKind
 from rewardlab import datasets
 from rewardlab.models import (
     CandidateScore,
@@ -31,7 +35,7 @@ from rewardlab.models import (
     RunStatus,
     TrainingRun,
 )
-from rewardlab.training.config import DPOConfig, PPOConfig, RewardConfig, SFTConfig
+from rewardlab.training.config import DPOConfig, PPOConfig, RewardConfig, SampleConfig, SFTConfig
 
 SNAPSHOT_FORMAT_VERSION = 1
 
@@ -118,7 +122,13 @@ class RunError(ValueError):
 MIN_REWARD_PAIRS = 2  # one to train on and one to hold out, at the very least
 
 
-CONFIGS = {RunKind.REWARD: RewardConfig, RunKind.SFT: SFTConfig, RunKind.PPO: PPOConfig, RunKind.DPO: DPOConfig}
+CONFIGS = {
+    RunKind.REWARD: RewardConfig,
+    RunKind.SFT: SFTConfig,
+    RunKind.PPO: PPOConfig,
+    RunKind.DPO: DPOConfig,
+    RunKind.SAMPLE: SampleConfig,
+}
 
 
 def config_clean(kind: str, data: dict) -> dict:
@@ -285,6 +295,66 @@ def run_start_ppo(
     return _run_queue(
         project=project, kind=RunKind.PPO, config=clean, snapshot=snapshot, created_by=created_by,
         base_version=base_version, reward_version=reward_version,
+    )  # fmt: skip
+
+
+def serving_policy(project: Project) -> ModelVersion | None:
+    return ModelVersion.objects.filter(project=project, kind=ModelKind.POLICY, status=ModelStatus.SERVING).first()
+
+
+def previous_policy(project: Project, version: ModelVersion) -> ModelVersion | None:
+    """The policy that served most recently before `version` (the serving one when `version` is not serving): what a
+    new version meets head-to-head."""
+    return (
+        ModelVersion.objects.filter(project=project, kind=ModelKind.POLICY, promoted_at__isnull=False)
+        .exclude(pk=version.pk)
+        .order_by("-promoted_at")
+        .first()
+    )
+
+
+def run_start_sample(
+    *,
+    project: Project,
+    config: dict,
+    created_by=None,
+    base_version: ModelVersion | None = None,
+    opponent_version: ModelVersion | None = None,
+) -> TrainingRun:
+    """Queue a sampling run: the serving policy (or `base_version`) writes new candidates for the prompts that need
+    them, which become ranking and A/B tasks. With `compare_previous`, the policy that served before it (or
+    `opponent_version`) writes one reply per prompt too, for head-to-head A/B tasks. The serving reward model, if
+    any, scores the new replies, and the project's active-selection rule turns its scores into task priorities."""
+    base_version = _policy_version(project, base_version or serving_policy(project))
+    if base_version is None:
+        raise RunError("No policy is serving: promote one, or choose the version to sample from.", field="base_version")
+    clean = _lineage_config(config_clean(RunKind.SAMPLE, config), base_version)
+    if clean["compare_previous"]:
+        opponent_version = _policy_version(
+            project, opponent_version or previous_policy(project, base_version), "opponent_version"
+        )
+        if opponent_version is not None and opponent_version.pk == base_version.pk:
+            raise RunError("A policy cannot meet itself head-to-head.", field="opponent_version")
+    else:
+        opponent_version = None
+    if TrainingRun.objects.filter(
+        project=project, kind=RunKind.SAMPLE, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]
+    ).exists():
+        raise RunError("A sampling run of this project is queued or running; wait for it to finish.")
+    from rewardlab import selectors
+
+    if not selectors.prompts_needing_candidates(project=project, limit=1):
+        raise RunError(
+            "No prompt needs candidates: every prompt has ranking or A/B tasks still open. Import prompts, or let "
+            "labelers finish the open tasks first.",
+            field="dataset",
+        )
+    reward_version = ModelVersion.objects.filter(
+        project=project, kind=ModelKind.REWARD, status=ModelStatus.SERVING
+    ).first()
+    return _run_queue(
+        project=project, kind=RunKind.SAMPLE, config=clean, created_by=created_by, base_version=base_version,
+        opponent_version=opponent_version, reward_version=reward_version,
     )  # fmt: skip
 
 
@@ -537,3 +607,195 @@ def serving_scores_enqueue() -> int:
             tasks.candidate_scores_compute.delay(version.pk)
             queued += 1
     return queued
+
+
+# --- sampled candidates become tasks; active selection --------------------------------------------------------
+
+
+def uncertainty(gap: float) -> float:
+    """How unsure a reward model is between two replies whose scores differ by `gap`: 1 − |2σ(gap) − 1| =
+    1 − |tanh(gap/2)|. 1 when it cannot tell them apart, toward 0 as it grows sure (Bradley–Terry odds)."""
+    return 1.0 - abs(math.tanh(gap / 2))
+
+
+def task_priority(rule: str, scores: list[float | None]) -> float:
+    """A ranking or A/B task's priority from its candidates' reward scores under the project's rule:
+
+    - `closest_pair`: the uncertainty of the two candidates with the closest scores (a ranking is worth asking
+      when any two of its replies are hard to tell apart);
+    - `mean_pair`: the mean uncertainty over all pairs of candidates;
+    - `off`: 0 (oldest first).
+
+    In (0, 1]; 0 when a candidate has no score (no reward model was serving)."""
+    if rule == ActiveSelection.OFF or len(scores) < 2 or any(score is None for score in scores):
+        return 0.0
+    gaps = [abs(a - b) for a, b in itertools.combinations(scores, 2)]
+    if rule == ActiveSelection.MEAN_PAIR:
+        return sum(uncertainty(gap) for gap in gaps) / len(gaps)
+    if rule == ActiveSelection.CLOSEST_PAIR:
+        return uncertainty(min(gaps))
+    raise ValueError(f"unknown active-selection rule {rule!r}")
+
+
+def tasks_prioritize(*, project: Project, version: ModelVersion | None = None) -> int:
+    """Set the priority of the project's open ranking and A/B tasks from reward model `version`'s cached scores
+    (default: the serving one) by the project's rule; returns how many tasks were updated."""
+    version = (
+        version
+        or ModelVersion.objects.filter(project=project, kind=ModelKind.REWARD, status=ModelStatus.SERVING).first()
+    )
+    if version is None:
+        return 0
+    open_tasks = Task.objects.filter(
+        project=project,
+        kind__in=[TaskKind.RANK, TaskKind.COMPARE],
+        is_active=True,
+        is_gold=False,
+        taken__lt=F("required_labelers"),
+    )
+    members: dict[int, list[int]] = {}
+    for task_id, message_id in (
+        TaskCandidate.objects.filter(task__in=open_tasks)
+        .order_by("task_id", "position")
+        .values_list("task_id", "message_id")
+    ):
+        members.setdefault(task_id, []).append(message_id)
+    scores = dict(
+        CandidateScore.objects.filter(
+            model_version=version, message_id__in={m for ids in members.values() for m in ids}
+        ).values_list("message_id", "score")
+    )
+    priorities = {
+        task_id: task_priority(project.active_selection, [scores.get(m) for m in ids])
+        for task_id, ids in members.items()
+    }
+    return annotate_services.tasks_set_priority(priorities=priorities)
+
+
+@dataclass
+class SampledPrompt:
+    """What a sampling run drew for one prompt: the new policy's replies, the previous policy's reply (or None) and,
+    when a reward model was serving, the score of each (same order)."""
+
+    anchor_id: int
+    replies: list[str]
+    opponent_reply: str | None = None
+    scores: list[float] | None = None
+    opponent_score: float | None = None
+
+
+def sampled_tasks_create(*, run: TrainingRun, sampled: list[SampledPrompt], metrics: dict) -> dict[str, int]:
+    """Store a sampling run's replies as candidates written by its policy version (and the opponent's), cache
+    their reward scores, create the ranking and A/B tasks (each recording the run) with priorities by the
+    project's active-selection rule, and mark the run succeeded: all in one transaction, so a run either added
+    all its tasks or none. Returns the counts, which are also the run's metrics."""
+    config = SampleConfig.from_dict(run.config)
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().select_related("project").get(pk=run.pk)
+        if run.status != RunStatus.RUNNING:
+            raise RunError(f"Run #{run.pk} is {run.status}, not running; its samples are not stored.")
+        project = run.project
+        anchors = Message.objects.in_bulk([item.anchor_id for item in sampled])
+        score_of: dict[str, float] = {}
+        nodes: list[tuple[str, Message]] = []  # (path hash, message) to create
+        for item in sampled:
+            anchor = anchors[item.anchor_id]
+            written = [
+                (text, run.base_version_id, score)
+                for text, score in zip(item.replies, item.scores or [None] * len(item.replies), strict=True)
+            ]
+            if item.opponent_reply is not None:
+                written.append((item.opponent_reply, run.opponent_version_id, item.opponent_score))
+            for text, author, score in written:
+                h = annotate_services.path_hash(anchor.path_hash, "assistant", text)
+                if score is not None:
+                    score_of[h] = score
+                message = Message(
+                    project=project,
+                    parent=anchor,
+                    role="assistant",
+                    text=text,
+                    depth=anchor.depth + 1,
+                    path_hash=h,
+                    author_model_id=author,
+                    metadata={"run": run.pk},
+                )
+                nodes.append((h, message))
+        existing = Message.objects.filter(
+            project=project, author_user__isnull=True, path_hash__in=[h for h, _ in nodes]
+        ).values_list("path_hash", flat=True)
+        known = set(existing)
+        fresh = {h: m for h, m in nodes if h not in known}
+        created = Message.objects.bulk_create(list(fresh.values()), batch_size=500)
+        if created and created[0].pk is None:
+            raise RuntimeError("this database backend cannot return ids from a bulk insert")
+        ids = {m.path_hash: m.pk for m in created}
+        if run.reward_version_id:
+            CandidateScore.objects.bulk_create(
+                [
+                    CandidateScore(model_version_id=run.reward_version_id, message_id=ids[h], score=score_of[h])
+                    for h in ids
+                    if h in score_of
+                ],
+                ignore_conflicts=True,
+            )
+
+        rng = random.Random(run.pk)
+        planned: list[tuple[str, int, list[int]]] = []
+        for item in sampled:
+            anchor = anchors[item.anchor_id]
+            new = [
+                ids[h]
+                for h in (annotate_services.path_hash(anchor.path_hash, "assistant", t) for t in item.replies)
+                if h in ids
+            ]
+            if config.rank:
+                planned += [
+                    (TaskKind.RANK, anchor.pk, g) for g in annotate_services.split_for_ranking(new, project.ranking_k)
+                ]
+            if config.compare:
+                planned += [(TaskKind.COMPARE, anchor.pk, g) for g in annotate_services.pairs_for_comparison(new)]
+            if item.opponent_reply is not None and new:
+                theirs = ids.get(annotate_services.path_hash(anchor.path_hash, "assistant", item.opponent_reply))
+                if theirs is not None:
+                    pair = [new[0], theirs]
+                    rng.shuffle(pair)  # which side each version is on
+                    planned.append((TaskKind.COMPARE, anchor.pk, pair))
+        scores = {m: s for h, m in ids.items() if (s := score_of.get(h)) is not None}
+        tasks, groups = [], []
+        for kind, anchor_id, group in planned:
+            tasks.append(
+                Task(
+                    project=project,
+                    kind=kind,
+                    anchor_id=anchor_id,
+                    candidates_key=annotate_services.candidates_key(group),
+                    required_labelers=project.overlap_for(kind),
+                    origin_run=run,
+                    priority=task_priority(project.active_selection, [scores.get(m) for m in group]),
+                )
+            )
+            groups.append(group)
+        Task.objects.bulk_create(tasks, batch_size=500)
+        TaskCandidate.objects.bulk_create(
+            [
+                TaskCandidate(task=task, message_id=m, position=i)
+                for task, group in zip(tasks, groups, strict=True)
+                for i, m in enumerate(group)
+            ],
+            batch_size=1000,
+        )
+        counts = {
+            "prompts": len(sampled),
+            "candidates": sum(1 for _, m in fresh.items() if m.author_model_id == run.base_version_id),
+            "opponent_candidates": sum(1 for _, m in fresh.items() if m.author_model_id == run.opponent_version_id),
+            "rank_tasks": sum(1 for kind, _, _ in planned if kind == TaskKind.RANK),
+            "compare_tasks": sum(1 for kind, _, _ in planned if kind == TaskKind.COMPARE),
+            "head_to_head_tasks": sum(1 for item in sampled if item.opponent_reply is not None and item.replies)
+            if run.opponent_version_id
+            else 0,
+        }
+        run.progress_step = run.progress_total = max(run.progress_total, run.progress_step)
+        run.save(update_fields=["progress_step", "progress_total"])
+        _run_finish(run, RunStatus.SUCCEEDED, metrics={**metrics, **counts})
+    return counts

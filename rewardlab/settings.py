@@ -243,6 +243,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("REWARDLAB_LEASE_SWEEP_SECONDS", 60)),
     },
     "fail-stale-runs": {"task": "rewardlab.tasks.runs_fail_stale", "schedule": 60.0},
+    "retraining-cycles": {
+        "task": "rewardlab.tasks.cycles_tick",
+        "schedule": float(env_int("REWARDLAB_CYCLE_TICK_SECONDS", 60)),
+    },
     "score-new-candidates": {
         "task": "rewardlab.tasks.score_serving_candidates",
         "schedule": float(env_int("REWARDLAB_SCORE_SWEEP_SECONDS", 300)),

@@ -7,8 +7,8 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from rewardlab import runner, services
-from rewardlab.models import ModelVersion
+from rewardlab import cycles, runner, services
+from rewardlab.models import ModelStatus, ModelVersion
 
 
 @shared_task(
@@ -35,13 +35,24 @@ def runs_fail_stale() -> int:
 def candidate_scores_compute(version_id: int) -> int:
     """Score the project's candidates with a reward model (after it is promoted, and for new candidates)."""
     version = ModelVersion.objects.filter(pk=version_id).first()
-    return 0 if version is None else services.candidate_scores_compute(version=version)
+    if version is None:
+        return 0
+    scored = services.candidate_scores_compute(version=version)
+    if version.status == ModelStatus.SERVING:
+        services.tasks_prioritize(project=version.project, version=version)
+    return scored
 
 
 @shared_task(name="rewardlab.tasks.score_serving_candidates", ignore_result=True)
 def score_serving_candidates() -> int:
     """Beat: new candidates get the serving reward models' scores."""
     return services.serving_scores_enqueue()
+
+
+@shared_task(name="rewardlab.tasks.cycles_tick", ignore_result=True)
+def cycles_tick() -> dict[str, int]:
+    """Beat: advance retraining cycles whose run ended, and start cycles whose thresholds are crossed."""
+    return cycles.cycles_tick()
 
 
 @worker_ready.connect

@@ -246,6 +246,48 @@ class PPOConfig(_PolicyConfig):
 
 
 @dataclass
+class SampleConfig(_PolicyConfig):
+    """A sampling run: `replies_per_prompt` replies from a policy version to each of up to `prompts` prompts that
+    need candidates, for new ranking (`rank`) and A/B (`compare`) tasks. Replies that repeat one another or a
+    candidate the prompt already has are dropped, and the short prompts are drawn for again, up to
+    `resample_rounds` more times. `compare_previous` also samples one reply per prompt from the policy that
+    served before and pits it against a new one, so people judge whether the new version is better."""
+
+    KIND: ClassVar[str] = "sample"
+
+    prompts: int = 32
+    replies_per_prompt: int = 4
+    max_new_tokens: int = 64
+    max_prompt_length: int = 256
+    temperature: float = 0.9
+    top_k: int = 0
+    top_p: float = 0.95
+    batch_size: int = 32
+    resample_rounds: int = 2
+    rank: bool = True
+    compare: bool = True
+    compare_previous: bool = True
+
+    def __post_init__(self) -> None:
+        self._policy_common()
+        self._integer("prompts", 1, 100_000)
+        self._integer("replies_per_prompt", 1, 32)
+        self._integer("max_new_tokens", 1)
+        self._integer("max_prompt_length", 1)
+        self._number("temperature", low=0.0, low_open=True)
+        self._integer("top_k", 0)
+        self._number("top_p", low=0.0, low_open=True)
+        if self.top_p > 1:
+            raise ValueError(f"top_p must be <= 1, got {self.top_p}")
+        self._integer("batch_size", 1)
+        self._integer("resample_rounds", 0, 10)
+        for name in ("rank", "compare", "compare_previous"):
+            self._flag(name)
+        if not (self.rank or self.compare or self.compare_previous):
+            raise ValueError("rank: a sampling run creates ranking tasks, A/B tasks or both; all three are off")
+
+
+@dataclass
 class PairRecord:
     """One preference: for `prompt`, `chosen` was preferred over `rejected`.
 

@@ -8,6 +8,9 @@ import pytest
 
 from annotate import services
 from annotate.roles import RoleName
+from rewardlab import runner
+from rewardlab import services as run_services
+from rewardlab.models import RunStatus, TrainingRun
 from tests.conftest import jsonl
 from tests.simulate import simulate
 from tests.tiny_models import tiny_reward_backbone
@@ -62,6 +65,9 @@ def tiny_policy_config(**overrides) -> dict:
 
 SFT_TINY = tiny_policy_config(epochs=1, batch_size=8, max_length=128, eval_share=0.25)
 PPO_TINY = tiny_policy_config(steps=2, batch_size=4, mini_batch_size=2, max_new_tokens=8, max_prompt_length=64)
+SAMPLE_TINY = tiny_policy_config(
+    prompts=12, replies_per_prompt=3, max_new_tokens=8, max_prompt_length=64, batch_size=16
+)
 DPO_TINY = tiny_policy_config(epochs=1, batch_size=8, max_length=128, max_prompt_length=64, eval_share=0.25)
 
 
@@ -74,3 +80,40 @@ def tiny_config(backbone: Path | str, **overrides) -> dict:
         "eval_share": 0.25,
         **overrides,
     }
+
+
+# --- runs trained in-process (no broker, no worker) ---------------------------------------------------------
+
+
+@pytest.fixture
+def no_broker(monkeypatch, settings):
+    sent = []
+    monkeypatch.setattr("rewardlab.tasks.run_execute.apply_async", lambda args, task_id: sent.append(args))
+    monkeypatch.setattr("rewardlab.tasks.candidate_scores_compute.delay", lambda *args: None)
+    settings.REWARDLAB_RUN_HEARTBEAT_SECONDS = 600  # no heartbeat thread writes during these short runs
+    # The worker drops stale connections before a run; inside a test's transaction that would end the test.
+    monkeypatch.setattr("rewardlab.runner.close_old_connections", lambda: None)
+    return sent
+
+
+def execute(run: TrainingRun) -> TrainingRun:
+    assert runner.run_execute(run_id=run.pk, worker="test@host") == RunStatus.SUCCEEDED, _error(run)
+    run.refresh_from_db()
+    return run
+
+
+def _error(run) -> str:
+    run.refresh_from_db()
+    return run.error
+
+
+@pytest.fixture
+def sft_version(taught, admin_user, no_broker):
+    run = run_services.run_start_sft(project=taught, config=SFT_TINY, created_by=admin_user)
+    return execute(run).output_version
+
+
+@pytest.fixture
+def serving_reward(taught, admin_user, tiny_backbone, no_broker):
+    run = execute(run_services.run_start_reward(project=taught, config=tiny_config(tiny_backbone)))
+    return run_services.model_version_promote(version=run.output_version)

@@ -10,43 +10,9 @@ import pytest
 from annotate import exports
 from rewardlab import datasets, runner, services
 from rewardlab.models import ModelKind, RunKind, RunStatus, TrainingRun
-from tests.rewardlab.conftest import DPO_TINY, PPO_TINY, SFT_TINY, tiny_config
+from tests.rewardlab.conftest import DPO_TINY, PPO_TINY, SFT_TINY, execute
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def no_broker(monkeypatch, settings):
-    sent = []
-    monkeypatch.setattr("rewardlab.tasks.run_execute.apply_async", lambda args, task_id: sent.append(args))
-    monkeypatch.setattr("rewardlab.tasks.candidate_scores_compute.delay", lambda *args: None)
-    settings.REWARDLAB_RUN_HEARTBEAT_SECONDS = 600  # no heartbeat thread writes during these short runs
-    # The worker drops stale connections before a run; inside a test's transaction that would end the test.
-    monkeypatch.setattr("rewardlab.runner.close_old_connections", lambda: None)
-    return sent
-
-
-def execute(run: TrainingRun) -> TrainingRun:
-    assert runner.run_execute(run_id=run.pk, worker="test@host") == RunStatus.SUCCEEDED, _error(run)
-    run.refresh_from_db()
-    return run
-
-
-def _error(run) -> str:
-    run.refresh_from_db()
-    return run.error
-
-
-@pytest.fixture
-def sft_version(taught, admin_user, no_broker):
-    run = services.run_start_sft(project=taught, config=SFT_TINY, created_by=admin_user)
-    return execute(run).output_version
-
-
-@pytest.fixture
-def serving_reward(taught, admin_user, tiny_backbone, no_broker):
-    run = execute(services.run_start_reward(project=taught, config=tiny_config(tiny_backbone)))
-    return services.model_version_promote(version=run.output_version)
 
 
 def test_sft_freezes_the_demonstrations_and_registers_the_first_policy(taught, sft_version):
