@@ -47,9 +47,17 @@ def home(request):
 
 
 @role_required(RoleName.RESEARCHER)
-def project_overview(request, slug: str):
+def project_overview(request, slug: str, retrain_form=None):
+    """The project at a glance, with the loop: retraining cycles and their runs, and the model leaderboard."""
+    from rewardlab.forms import RetrainSettingsForm
+
     project = get_object_or_404(Project, slug=slug)
-    return render(request, "annotate/project_overview.html", {"overview": selectors.project_overview(project=project)})
+    context = {
+        "overview": selectors.project_overview(project=project),
+        "loop": reward_selectors.project_loop(project=project),
+        "retrain_form": retrain_form or RetrainSettingsForm(instance=project),
+    }
+    return render(request, "annotate/project_overview.html", context, status=400 if retrain_form else 200)
 
 
 # --- exports and snapshots -----------------------------------------------------------------------------------

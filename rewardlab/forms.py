@@ -1,9 +1,12 @@
+import json
+
 from django import forms
 from django.conf import settings
 
+from annotate.models import Project
 from rewardlab import services
 from rewardlab.models import ModelKind, ModelVersion
-from rewardlab.training.config import DPOConfig, PPOConfig, RewardConfig, SFTConfig
+from rewardlab.training.config import DPOConfig, PPOConfig, RewardConfig, SampleConfig, SFTConfig
 
 
 class RewardRunForm(forms.Form):
@@ -134,3 +137,104 @@ class PPORunForm(PolicyRunForm):
 
     def links(self) -> dict:
         return {**super().links(), "reward_version": self.cleaned_data.get("reward_version")}
+
+
+class SampleRunForm(PolicyRunForm):
+    """A sampling run: which policy writes, how many replies, how they are drawn, and which tasks they make."""
+
+    CONFIG_CLASS = SampleConfig
+    opponent_version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.none(),
+        required=False,
+        label="Head-to-head against",
+        help_text="Empty: the policy that served before this one.",
+    )
+    prompts = forms.IntegerField(min_value=1, max_value=100_000, help_text="At most this many prompts, neediest first.")
+    replies_per_prompt = forms.IntegerField(min_value=1, max_value=32, label="Replies per prompt (K)")
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, help_text="Longest reply sampled.")
+    temperature = forms.FloatField(min_value=0.01, max_value=5.0)
+    top_p = forms.FloatField(min_value=0.01, max_value=1.0, label="Top-p")
+    rank = forms.BooleanField(required=False, label="Ranking tasks", help_text="The K replies, ranked best to worst.")
+    compare = forms.BooleanField(required=False, label="A/B tasks", help_text="The K replies in disjoint pairs.")
+    compare_previous = forms.BooleanField(
+        required=False, label="Head-to-head", help_text="One reply of the earlier policy against one of this one."
+    )
+
+    def __init__(self, *args, project, **kwargs) -> None:
+        super().__init__(*args, project=project, **kwargs)
+        self.fields["base_version"].label = "Sample from policy version"
+        self.fields["base_version"].help_text = "Empty: the serving policy."
+        self.fields["opponent_version"].queryset = self.fields["base_version"].queryset
+        del self.fields["base_model"], self.fields["lora_r"]
+
+    @classmethod
+    def defaults(cls, project) -> dict:
+        config = SampleConfig()
+        initial = {name: getattr(config, name) for name in cls.base_fields if hasattr(config, name)}
+        initial["base_version"] = services.serving_policy(project)
+        return initial
+
+    def config(self) -> dict:
+        return {k: v for k, v in self.cleaned_data.items() if k not in ("base_version", "opponent_version")}
+
+    def links(self) -> dict:
+        return {name: self.cleaned_data.get(name) for name in ("base_version", "opponent_version")}
+
+
+class RetrainSettingsForm(forms.ModelForm):
+    """The project's retraining cycle and active selection, as an admin sets them. Each run config is checked by
+    its trainer's config class, and an error names the run kind and the field."""
+
+    retrain_run_configs = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false", "class": "mono"}),
+        label="Run configs (JSON)",
+        help_text='By run kind, e.g. {"ppo": {"steps": 200}, "sample": {"replies_per_prompt": 4}}. Left out: defaults.',
+    )
+
+    class Meta:
+        model = Project
+        fields = [
+            "retrain_enabled",
+            "retrain_min_comparisons",
+            "retrain_min_demonstrations",
+            "retrain_policy_method",
+            "retrain_min_reward_accuracy",
+            "retrain_max_kl",
+            "active_selection",
+            "retrain_run_configs",
+        ]
+        labels = {
+            "retrain_enabled": "Retrain on a schedule",
+            "retrain_min_comparisons": "New preference judgements for a reward model",
+            "retrain_min_demonstrations": "New demonstrations for SFT",
+            "retrain_policy_method": "Policy method after a new reward model",
+            "retrain_min_reward_accuracy": "Least held-out accuracy to serve a reward model",
+            "retrain_max_kl": "Most KL (nats) to serve a PPO policy",
+            "active_selection": "Active selection",
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial["retrain_run_configs"] = json.dumps(self.instance.retrain_run_configs or {}, indent=1)
+
+    def clean_retrain_run_configs(self) -> dict:
+        text = self.cleaned_data["retrain_run_configs"].strip() or "{}"
+        try:
+            configs = json.loads(text)
+        except json.JSONDecodeError as error:
+            where = f"line {error.lineno}, column {error.colno}"
+            raise forms.ValidationError(f"Not JSON: {error.msg} at {where}.") from None
+        if not isinstance(configs, dict):
+            raise forms.ValidationError("An object by run kind: reward, sft, ppo, dpo, sample.")
+        for kind, config in configs.items():
+            if kind not in services.CONFIGS:
+                raise forms.ValidationError(f"{kind!r} is not a run kind (reward, sft, ppo, dpo, sample).")
+            if not isinstance(config, dict):
+                raise forms.ValidationError(f"{kind}: the config is an object of fields.")
+            try:
+                services.config_clean(kind, config)
+            except services.RunError as error:
+                raise forms.ValidationError(f"{kind}: {error.message}") from None
+        return configs

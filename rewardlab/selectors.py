@@ -90,3 +90,38 @@ def prompts_needing_candidates(*, project: Project, limit: int) -> list[int]:
         .order_by("model_replies", "id")
     )
     return list(prompts.values_list("pk", flat=True)[:limit])
+
+
+@dataclass(frozen=True)
+class ProjectLoop:
+    """The loop on the project page: recent cycles with their runs, what arrived since the last models, the
+    serving versions and the model leaderboard."""
+
+    cycles: list
+    running: object | None
+    new_data: object
+    serving_policy: ModelVersion | None
+    serving_reward: ModelVersion | None
+    leaderboard: object
+
+
+def project_loop(*, project: Project, cycles_shown: int = 5) -> ProjectLoop:
+    from rewardlab import arena, cycles
+    from rewardlab.models import RetrainCycle
+
+    recent = list(
+        RetrainCycle.objects.filter(project=project)
+        .select_related("started_by")
+        .prefetch_related("runs")[:cycles_shown]
+    )
+    for cycle in recent:
+        by_kind = {run.kind: run for run in sorted(cycle.runs.all(), key=lambda run: run.pk)}
+        cycle.steps = [(kind, by_kind.get(kind), index) for index, kind in enumerate(cycle.stages)]
+    return ProjectLoop(
+        cycles=recent,
+        running=next((c for c in recent if c.status == "running"), None),
+        new_data=cycles.new_data(project),
+        serving_policy=serving_version(project=project, kind=ModelKind.POLICY),
+        serving_reward=serving_version(project=project, kind=ModelKind.REWARD),
+        leaderboard=arena.project_leaderboard(project),
+    )

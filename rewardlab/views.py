@@ -11,9 +11,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotate.models import Project
 from annotate.permissions import role_required
 from annotate.roles import RoleName
-from rewardlab import charts, datasets, selectors, services
-from rewardlab.forms import DPORunForm, PPORunForm, RewardRunForm, SFTRunForm
-from rewardlab.models import ModelKind, ModelVersion, RunKind, RunStatus
+from rewardlab import charts, cycles, datasets, lineage, selectors, services
+from rewardlab.forms import DPORunForm, PPORunForm, RetrainSettingsForm, RewardRunForm, SampleRunForm, SFTRunForm
+from rewardlab.models import CycleStatus, ModelKind, ModelVersion, RetrainCycle, RunKind, RunStatus
 
 # htmx stops polling when a response has this status.
 STOP_POLLING = 286
@@ -56,6 +56,7 @@ POLICY_RUNS = {
     RunKind.SFT: (SFTRunForm, services.run_start_sft),
     RunKind.DPO: (DPORunForm, services.run_start_dpo),
     RunKind.PPO: (PPORunForm, services.run_start_ppo),
+    RunKind.SAMPLE: (SampleRunForm, services.run_start_sample),
 }
 
 
@@ -78,7 +79,11 @@ def run_policy_new(request, slug: str, kind: str):
             return redirect("rewardlab:run_detail", run_id=run.pk)
     summary = datasets.policy_data_summary(project, with_pairs=kind == RunKind.DPO)
     serving_reward = selectors.serving_version(project=project, kind=ModelKind.REWARD)
-    if kind == RunKind.SFT:
+    serving_policy = selectors.serving_version(project=project, kind=ModelKind.POLICY)
+    needing = len(selectors.prompts_needing_candidates(project=project, limit=100_000)) if kind == RunKind.SAMPLE else 0
+    if kind == RunKind.SAMPLE:
+        ready = needing > 0 and form.fields["base_version"].queryset.exists()
+    elif kind == RunKind.SFT:
         ready = summary.demonstrations >= services.MIN_DEMONSTRATIONS
     elif kind == RunKind.DPO:
         ready = summary.preference_pairs >= services.MIN_DPO_PAIRS
@@ -93,6 +98,8 @@ def run_policy_new(request, slug: str, kind: str):
             "kind": kind,
             "summary": summary,
             "serving_reward": serving_reward,
+            "serving_policy": serving_policy,
+            "prompts_needing": needing,
             "ready": ready,
             "min_demonstrations": services.MIN_DEMONSTRATIONS,
             "min_pairs": services.MIN_DPO_PAIRS,
@@ -132,6 +139,10 @@ CURVES = {
         ("reward_margin", "Implicit reward margin (smoothed)", {"smoothing": 0.8}),
         ("reward_accuracy", "Implicit reward accuracy (smoothed)", {"smoothing": 0.8, "low": 0.0, "high": 1.0}),
         ("eval_reward_margin", "Held-out reward margin", {}),
+    ],
+    RunKind.SAMPLE: [
+        ("replies_per_second", "Replies per second", {"low": 0.0}),
+        ("duplicate_share", "Share of draws dropped as duplicates", {"low": 0.0, "high": 1.0}),
     ],
     RunKind.PPO: [
         ("reward_mean", "Mean reward", {"smoothing": 0.6}),
@@ -219,3 +230,61 @@ def model_rollback(request, slug: str, kind: str):
     else:
         messages.success(request, f"Rolled back: {version} serves again.")
     return redirect("rewardlab:model_list", slug=slug)
+
+
+@role_required(RoleName.RESEARCHER)
+def lineage_detail(request, kind: str, pk: int):
+    """Where a judgement, snapshot, run, model version, task or message came from and what came from it."""
+    try:
+        found = lineage.lineage(kind, pk)
+    except lineage.LineageNotFound as error:
+        raise Http404(str(error)) from None
+    sides = [
+        {"name": "upstream", "title": "Came from", "groups": found.upstream, "empty": "Nothing recorded upstream."},
+        {"name": "downstream", "title": "Led to", "groups": found.downstream, "empty": "Nothing came from it yet."},
+    ]
+    return render(request, "rewardlab/lineage.html", {"lineage": found, "sides": sides, "limit": lineage.LIMIT})
+
+
+# --- the retraining cycle ---------------------------------------------------------------------------------------
+
+
+@role_required(RoleName.ADMIN)
+@require_POST
+def retrain_settings(request, slug: str):
+    """Switch scheduled retraining on or off and set its thresholds, checks, run configs and active selection."""
+    project = get_object_or_404(Project, slug=slug)
+    form = RetrainSettingsForm(request.POST, instance=project)
+    if form.is_valid():
+        form.save()
+        state = "on" if project.retrain_enabled else "off"
+        messages.success(request, f"Retraining settings saved; scheduled retraining is {state}.")
+        return redirect("annotate:project_overview", slug=project.slug)
+    from annotate.views import project_overview
+
+    return project_overview(request, slug, retrain_form=form)
+
+
+@role_required(RoleName.ADMIN)
+@require_POST
+def cycle_start(request, slug: str):
+    project = get_object_or_404(Project, slug=slug)
+    try:
+        cycle = cycles.cycle_start(project=project, started_by=request.user)
+    except cycles.CycleError as error:
+        messages.error(request, str(error))
+    else:
+        if cycle.status == CycleStatus.FAILED:
+            messages.error(request, cycle.error)
+        else:
+            messages.success(request, f"Cycle started: {' → '.join(cycle.stages)}.")
+    return redirect("annotate:project_overview", slug=project.slug)
+
+
+@role_required(RoleName.ADMIN)
+@require_POST
+def cycle_stop(request, slug: str, cycle_id: int):
+    cycle = get_object_or_404(RetrainCycle, pk=cycle_id, project__slug=slug)
+    cycles.cycle_stop(cycle=cycle)
+    messages.success(request, f"{cycle} stopped; its current run is cancelled.")
+    return redirect("annotate:project_overview", slug=slug)

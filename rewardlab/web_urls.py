@@ -14,7 +14,12 @@ urlpatterns = [
     path("projects/<slug:slug>/runs/sft/new/", views.run_policy_new, {"kind": "sft"}, name="run_sft_new"),
     path("projects/<slug:slug>/runs/dpo/new/", views.run_policy_new, {"kind": "dpo"}, name="run_dpo_new"),
     path("projects/<slug:slug>/runs/ppo/new/", views.run_policy_new, {"kind": "ppo"}, name="run_ppo_new"),
+    path("projects/<slug:slug>/runs/sample/new/", views.run_policy_new, {"kind": "sample"}, name="run_sample_new"),
+    path("projects/<slug:slug>/retraining/", views.retrain_settings, name="retrain_settings"),
+    path("projects/<slug:slug>/cycles/start/", views.cycle_start, name="cycle_start"),
+    path("projects/<slug:slug>/cycles/<int:cycle_id>/stop/", views.cycle_stop, name="cycle_stop"),
     path("projects/<slug:slug>/models/", views.model_list, name="model_list"),
     path("projects/<slug:slug>/models/<int:version_id>/promote/", views.model_promote, name="model_promote"),
     path("projects/<slug:slug>/models/rollback/<str:kind>/", views.model_rollback, name="model_rollback"),
+    path("lineage/<str:kind>/<int:pk>/", views.lineage_detail, name="lineage"),
 ]

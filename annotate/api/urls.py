@@ -4,7 +4,7 @@
 from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from annotate.api import exports, views
+from annotate.api import exports, lineage, views
 
 
 class IdConverter:
@@ -55,6 +55,8 @@ urlpatterns = [
     path("users/", views.UserListView.as_view(), name="user-list"),
     path("users/<id:user_id>/roles/", views.UserRolesView.as_view(), name="user-roles"),
     path("users/<id:user_id>/deactivate/", views.UserDeactivateView.as_view(), name="user-deactivate"),
+    # Lineage: what an object came from and what came from it (researchers only).
+    path("lineage/<str:kind>/<id:object_id>/", lineage.LineageView.as_view(), name="lineage"),
     # The OpenAPI 3 document and Swagger UI (its files come from drf-spectacular-sidecar, served as our own static
     # files; the split view loads its start-up script from a URL, so no inline script is needed).
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -19,6 +19,9 @@ def retraining(taught, tiny_backbone, no_broker):
     taught.retrain_enabled = True
     taught.retrain_min_comparisons = 10
     taught.retrain_min_demonstrations = 5
+    # Simulated labelers follow a hidden quality per reply that its text does not show, so a reward model cannot
+    # learn it: the accuracy check is tested on its own (test_version_checks) and off here.
+    taught.retrain_min_reward_accuracy = 0.0
     taught.retrain_run_configs = {
         "reward": tiny_config(tiny_backbone),
         "sft": SFT_TINY,

@@ -67,32 +67,64 @@ def test_a_training_worker_trains_and_registers_a_reward_model(judged, admin_use
     assert "Registered reward-v1" in run.log_tail
 
 
-def test_a_training_worker_runs_sft_then_ppo_from_labelers_data(taught, admin_user, tiny_backbone):
-    """The second half of the recipe end to end: demonstrations submitted through the services train an SFT
-    policy; PPO then optimises it against the serving reward model, on the worker."""
-    from tests.rewardlab.conftest import PPO_TINY, SFT_TINY
+def test_the_loop_on_a_real_worker_from_labelers_judgements_to_new_tasks(taught, tiny_backbone):
+    """The whole loop end to end on the embedded defaults: labelers' comparisons, rankings and demonstrations
+    (submitted through the services) cross the thresholds; beat's tick starts a cycle, which a real worker runs:
+    reward model → SFT → PPO → sampling. The new tasks are in a labeler's queue with candidates the new policy
+    wrote, and the lineage links hold both ways."""
+    from annotate import services as annotate_services
+    from annotate.models import Task
+    from annotate.roles import RoleName
+    from rewardlab import cycles, lineage
+    from rewardlab.models import CycleStatus, RetrainCycle
+    from tests.rewardlab.conftest import PPO_TINY, SAMPLE_TINY, SFT_TINY
 
-    reward = services.run_start_reward(project=taught, config=tiny_config(tiny_backbone), created_by=admin_user)
-    sft = services.run_start_sft(project=taught, config=SFT_TINY, created_by=admin_user)
-    with start_worker(app, pool="solo", queues=["training"], perform_ping_check=False, shutdown_timeout=60):
-        done = wait_for(lambda: {status_of(reward), status_of(sft)} <= {RunStatus.SUCCEEDED, RunStatus.FAILED})
-        reward.refresh_from_db()
-        sft.refresh_from_db()
-        if done and reward.status == sft.status == RunStatus.SUCCEEDED:
-            services.model_version_promote(version=reward.output_version)
-            ppo = services.run_start_ppo(project=taught, config=PPO_TINY, created_by=admin_user)
-            wait_for(lambda: status_of(ppo) in (RunStatus.SUCCEEDED, RunStatus.FAILED))
-            ppo.refresh_from_db()
+    taught.retrain_enabled = True
+    taught.retrain_min_comparisons, taught.retrain_min_demonstrations = 20, 10
+    taught.retrain_min_reward_accuracy = 0.0  # simulated preferences follow no text (see test_cycles.py)
+    taught.retrain_run_configs = {
+        "reward": tiny_config(tiny_backbone), "sft": SFT_TINY, "ppo": PPO_TINY, "sample": SAMPLE_TINY,
+    }  # fmt: skip
+    taught.save()
+    with start_worker(app, pool="solo", queues=["default", "training"], perform_ping_check=False, shutdown_timeout=60):
+        assert cycles.cycles_tick()["started"] == 1
+        cycle = RetrainCycle.objects.get(project=taught)
+        finished = wait_for(
+            lambda: RetrainCycle.objects.values_list("status", flat=True).get(pk=cycle.pk) != CycleStatus.RUNNING,
+            timeout=300,
+        )
     connections.close_all()
-    assert done, f"no training worker on {app.conf.broker_url} finished the runs"
-    assert reward.status == RunStatus.SUCCEEDED, reward.error
-    assert sft.status == RunStatus.SUCCEEDED, sft.error
-    assert ppo.status == RunStatus.SUCCEEDED, ppo.error
-    policy = ppo.output_version
-    assert policy.kind == "policy" and policy.parent == sft.output_version
-    assert ppo.base_version == sft.output_version and ppo.reward_version == reward.output_version
-    assert Path(policy.artifact_path).is_dir() and ppo.metrics_history[-1]["step"] == PPO_TINY["steps"]
-    assert "Registered policy-v2" in ppo.log_tail
+    cycle.refresh_from_db()
+    assert finished, f"the cycle did not finish on {app.conf.broker_url}: stage {cycle.stage_kind}"
+    assert cycle.status == CycleStatus.SUCCEEDED, cycle.error
+    runs = {run.kind: run for run in cycle.runs.all()}
+    assert list(runs) == ["reward", "sft", "ppo", "sample"] or set(runs) == {"reward", "sft", "ppo", "sample"}
+    ppo_policy = runs["ppo"].output_version
+    assert ppo_policy.status == "serving" and ppo_policy.parent == runs["sft"].output_version
+    assert runs["ppo"].reward_version == runs["reward"].output_version
+    sample = runs["sample"]
+    assert sample.base_version == ppo_policy and sample.metrics["candidates"] > 0
+
+    # A labeler who has seen nothing yet is served the new tasks first: they carry the reward model's priorities.
+    labeler = annotate_services.user_create_with_role(username="newcomer", password="x" * 12, role=RoleName.LABELER)
+    lease = annotate_services.task_lease_next(labeler=labeler, project=taught, kinds=["rank"])
+    assert lease.task.origin_run_id == sample.pk and lease.task.priority > 0
+    authors = {c.author_model_id for c in lease.task.candidates.all()}
+    assert authors == {ppo_policy.pk}
+
+    # Lineage: task → the sampling run and the policy that wrote its candidates → the PPO run → its data; and back.
+    up = {(n.kind, n.id) for g in lineage.lineage("task", lease.task_id).upstream for n in g.nodes}
+    assert ("run", sample.pk) in up and ("version", ppo_policy.pk) in up
+    version_up = {(n.kind, n.id) for g in lineage.lineage("version", ppo_policy.pk).upstream for n in g.nodes}
+    assert {("run", runs["ppo"].pk), ("version", runs["sft"].output_version_id)} <= version_up
+    assert ("snapshot", runs["ppo"].snapshot_id) in version_up
+    down = {(n.kind, n.id) for g in lineage.lineage("version", ppo_policy.pk).downstream for n in g.nodes}
+    assert ("run", sample.pk) in down and ("task", lease.task_id) in down | {
+        (n.kind, n.id) for g in lineage.lineage("run", sample.pk).downstream for n in g.nodes
+    }
+    assert (
+        Task.objects.filter(origin_run=sample).count() == sample.metrics["rank_tasks"] + sample.metrics["compare_tasks"]
+    )
 
 
 def test_cancel_stops_a_running_run_at_the_next_step(judged, admin_user, tiny_backbone, artifacts):

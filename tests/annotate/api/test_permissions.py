@@ -63,6 +63,7 @@ MATRIX = {
     ("user-list", "get"): ({}, None, row(401, 403, 403, 200)),
     ("user-roles", "put"): ({"user_id": "{other}"}, {"roles": ["researcher"]}, row(401, 403, 403, 200)),
     ("user-deactivate", "post"): ({"user_id": "{other}"}, {"requeue": True}, row(401, 403, 403, 200)),
+    ("lineage", "get"): ({"kind": "task", "object_id": "{task}"}, None, row(401, 403, 200, 200)),
     ("schema", "get"): ({}, None, row(200, 200, 200, 200)),
     ("docs", "get"): ({}, None, row(200, 200, 200, 200)),
     **{("not-found", method): ({}, None, row(404, 404, 404, 404)) for method in METHODS},
