@@ -32,6 +32,7 @@ from annotate.permissions import role_required
 from annotate.roles import RoleName, user_has_role
 from rewardlab import selectors as reward_selectors
 from rewardlab.services import snapshot_freeze
+from rewardlab.views import STOP_POLLING
 
 User = get_user_model()
 
@@ -52,9 +53,15 @@ def project_overview(request, slug: str, retrain_form=None):
     from rewardlab.forms import RetrainSettingsForm
 
     project = get_object_or_404(Project, slug=slug)
+    loop = reward_selectors.project_loop(project=project)
+    if request.htmx and request.GET.get("part") == "cycles":  # htmx polls the cycles while one runs
+        response = render(request, "annotate/project_overview.html#cycles", {"project": project, "loop": loop})
+        if loop.running is None:
+            response.status_code = STOP_POLLING
+        return response
     context = {
         "overview": selectors.project_overview(project=project),
-        "loop": reward_selectors.project_loop(project=project),
+        "loop": loop,
         "retrain_form": retrain_form or RetrainSettingsForm(instance=project),
     }
     return render(request, "annotate/project_overview.html", context, status=400 if retrain_form else 200)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from rewardlab.models import DatasetSnapshot, ModelVersion, TrainingRun
+from rewardlab.models import DatasetSnapshot, ModelVersion, RetrainCycle, TrainingRun
 
 
 @admin.register(ModelVersion)
@@ -14,7 +14,21 @@ class ModelVersionAdmin(admin.ModelAdmin):
 class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "kind", "status", "progress_step", "progress_total", "created_at"]
     list_filter = ["project", "kind", "status"]
-    raw_id_fields = ["snapshot", "base_version", "reward_version", "output_version"]
+    raw_id_fields = ["snapshot", "base_version", "reward_version", "opponent_version", "output_version", "cycle"]
+
+
+@admin.register(RetrainCycle)
+class RetrainCycleAdmin(admin.ModelAdmin):
+    """Read-only: cycles are started and advanced by the services (the project page and beat)."""
+
+    list_display = ["id", "project", "status", "stages", "stage", "created_at", "finished_at"]
+    list_filter = ["project", "status"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(DatasetSnapshot)

@@ -21,6 +21,7 @@ cycle whose run ended without that (cancelled while queued, or failed by the hea
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ from django.utils import timezone
 from annotate.models import Comparison, Demonstration, Project, Ranking
 from rewardlab import services
 from rewardlab.models import CycleStatus, ModelVersion, RetrainCycle, RunKind, RunStatus, TrainingRun
+
+logger = logging.getLogger(__name__)
 
 
 class CycleError(ValueError):
@@ -264,17 +267,24 @@ def cycles_tick() -> dict[str, int]:
     advanced = started = 0
     for cycle in RetrainCycle.objects.filter(status=CycleStatus.RUNNING).select_related("project"):
         current = _current_run(cycle)
-        if current is not None and current.is_finished:
-            cycle_run_finished(run_id=current.pk)
-            advanced += 1
-        elif current is None:  # its run was deleted
-            _cycle_finish(cycle, CycleStatus.FAILED, error=f"The {_stage_label(cycle.stage_kind)} stage has no run.")
+        try:
+            if current is not None and current.is_finished:
+                cycle_run_finished(run_id=current.pk)
+                advanced += 1
+            elif current is None:  # its run was deleted
+                error = f"The {_stage_label(cycle.stage_kind)} stage has no run."
+                _cycle_finish(cycle, CycleStatus.FAILED, error=error)
+        except Exception:  # one project's trouble never stops the others' cycles; the next tick tries again
+            logger.exception("advancing %s of project %s failed", cycle, cycle.project_id)
     for project in Project.objects.filter(retrain_enabled=True, is_active=True):
         if running_cycle(project) is not None:
             continue
         try:
             cycle_start(project=project)
         except CycleError:
+            continue
+        except Exception:
+            logger.exception("starting a cycle of project %s failed", project.pk)
             continue
         started += 1
     return {"advanced": advanced, "started": started}

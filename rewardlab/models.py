@@ -229,6 +229,10 @@ class RetrainCycle(models.Model):
         return f"cycle #{self.pk}"
 
     @property
+    def seconds(self) -> float | None:
+        return (self.finished_at - self.created_at).total_seconds() if self.finished_at else None
+
+    @property
     def stage_kind(self) -> str | None:
         return self.stages[self.stage] if self.stage < len(self.stages) else None
 

@@ -250,12 +250,13 @@ def _train_ppo(run: TrainingRun, reporter: RunReporter) -> None:
 def _run_sample(run: TrainingRun, reporter: RunReporter) -> None:
     """Draw new candidates from the run's policy (and the opponent's), score them with the serving reward model if
     there is one, and store them with their tasks (one transaction, in the service)."""
+    from rewardlab.training.common import Progress
     from rewardlab.training.config import SampleConfig
     from rewardlab.training.reward import RewardScorer
     from rewardlab.training.sampling import SampleRequest, sample_replies
 
     config = SampleConfig.from_dict(run.config)
-    anchors = selectors.prompts_needing_candidates(project=run.project, limit=config.prompts)
+    anchors = selectors.prompts_needing_candidates(project=run.project, limit=config.prompts, version=run.base_version)
     if not anchors:
         raise RuntimeError("No prompt needs candidates any more (their tasks were created since the run was queued).")
     conversations = exports.Conversations()
@@ -275,7 +276,14 @@ def _run_sample(run: TrainingRun, reporter: RunReporter) -> None:
     opponent: list[str | None] = [None] * len(anchors)
     if run.opponent_version is not None:
         versus = [SampleRequest(r.turns, r.exclude + mine) for r, mine in zip(requests, drawn.replies, strict=True)]
-        theirs = sample_replies(run.opponent_version.artifact_path, versus, config, replies_per_prompt=1, **hooks)
+        offset = reporter.step  # the opponent's batches continue the run's step count
+
+        def progress(p: Progress) -> None:
+            reporter.progress(dataclasses.replace(p, step=p.step + offset, total=p.total + offset))
+
+        theirs = sample_replies(
+            run.opponent_version.artifact_path, versus, config, replies_per_prompt=1, **{**hooks, "progress": progress}
+        )
         opponent = [replies[0] if replies else None for replies in theirs.replies]
         reporter.log(f"{run.opponent_version} wrote {sum(o is not None for o in opponent)} head-to-head replies")
     scores: list[list[float] | None] = [None] * len(anchors)

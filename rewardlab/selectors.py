@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from annotate import exports
 from annotate.models import Comparison, Message, Project, Ranking, Task, TaskKind
@@ -71,24 +71,30 @@ def live_accuracy(*, version: ModelVersion) -> LiveAccuracy:
     return LiveAccuracy(accuracy=right / total if total else None, pairs=len(pairs), scored=scored)
 
 
-def prompts_needing_candidates(*, project: Project, limit: int) -> list[int]:
-    """The prompts (anchor message ids) a sampling run writes candidates for: those with no ranking or A/B task
-    still open (the open ones still have replies waiting for people), fewest model-written replies first, then
-    oldest. Gold tasks' prompts are left out."""
-    open_preference = Task.objects.filter(
+def open_preference_tasks(*, project: Project) -> QuerySet[Task]:
+    """The project's ranking and A/B tasks that still wait for labelers (active, not gold, places left)."""
+    return Task.objects.filter(
         project=project,
         kind__in=[TaskKind.RANK, TaskKind.COMPARE],
         is_active=True,
         is_gold=False,
         taken__lt=F("required_labelers"),
-    ).values("anchor_id")
-    anchors = Task.objects.filter(project=project, is_gold=False).values("anchor_id")
-    prompts = (
-        Message.objects.filter(pk__in=anchors)
-        .exclude(pk__in=open_preference)
-        .annotate(model_replies=Count("children", filter=Q(children__author_model__isnull=False)))
-        .order_by("model_replies", "id")
     )
+
+
+def prompts_needing_candidates(*, project: Project, limit: int, version: ModelVersion | None = None) -> list[int]:
+    """The prompts (anchor message ids) a sampling run from policy `version` writes candidates for: those it has not
+    written a reply to yet; first those with no ranking or A/B task still open (nothing of theirs waits for people),
+    then those with the fewest model-written replies, then the oldest. Gold tasks' prompts are left out."""
+    open_preference = open_preference_tasks(project=project).filter(anchor_id=OuterRef("pk"))
+    anchors = Task.objects.filter(project=project, is_gold=False).values("anchor_id")
+    prompts = Message.objects.filter(pk__in=anchors)
+    if version is not None:
+        prompts = prompts.exclude(children__author_model=version)
+    prompts = prompts.annotate(
+        waiting=Exists(open_preference),
+        model_replies=Count("children", filter=Q(children__author_model__isnull=False)),
+    ).order_by("waiting", "model_replies", "id")
     return list(prompts.values_list("pk", flat=True)[:limit])
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import Max
 from django.utils import timezone
 
 from annotate import exports
@@ -322,9 +322,10 @@ def run_start_sample(
     opponent_version: ModelVersion | None = None,
 ) -> TrainingRun:
     """Queue a sampling run: the serving policy (or `base_version`) writes new candidates for the prompts that need
-    them, which become ranking and A/B tasks. With `compare_previous`, the policy that served before it (or
-    `opponent_version`) writes one reply per prompt too, for head-to-head A/B tasks. The serving reward model, if
-    any, scores the new replies, and the project's active-selection rule turns its scores into task priorities."""
+    them (`selectors.prompts_needing_candidates`), which become ranking and A/B tasks. With `compare_previous`, the
+    policy that served before it (or `opponent_version`) writes one reply per prompt too, for head-to-head A/B
+    tasks. The serving reward model, if any, scores the new replies, and the project's active-selection rule turns
+    its scores into task priorities."""
     base_version = _policy_version(project, base_version or serving_policy(project))
     if base_version is None:
         raise RunError("No policy is serving: promote one, or choose the version to sample from.", field="base_version")
@@ -343,10 +344,10 @@ def run_start_sample(
         raise RunError("A sampling run of this project is queued or running; wait for it to finish.")
     from rewardlab import selectors
 
-    if not selectors.prompts_needing_candidates(project=project, limit=1):
+    if not selectors.prompts_needing_candidates(project=project, limit=1, version=base_version):
         raise RunError(
-            "No prompt needs candidates: every prompt has ranking or A/B tasks still open. Import prompts, or let "
-            "labelers finish the open tasks first.",
+            f"No prompt needs candidates from {base_version}: it has written replies to every prompt. Import "
+            "prompts, or sample from a newer policy.",
             field="dataset",
         )
     reward_version = ModelVersion.objects.filter(
@@ -646,13 +647,9 @@ def tasks_prioritize(*, project: Project, version: ModelVersion | None = None) -
     )
     if version is None:
         return 0
-    open_tasks = Task.objects.filter(
-        project=project,
-        kind__in=[TaskKind.RANK, TaskKind.COMPARE],
-        is_active=True,
-        is_gold=False,
-        taken__lt=F("required_labelers"),
-    )
+    from rewardlab import selectors
+
+    open_tasks = selectors.open_preference_tasks(project=project)
     members: dict[int, list[int]] = {}
     for task_id, message_id in (
         TaskCandidate.objects.filter(task__in=open_tasks)

@@ -80,7 +80,9 @@ def run_policy_new(request, slug: str, kind: str):
     summary = datasets.policy_data_summary(project, with_pairs=kind == RunKind.DPO)
     serving_reward = selectors.serving_version(project=project, kind=ModelKind.REWARD)
     serving_policy = selectors.serving_version(project=project, kind=ModelKind.POLICY)
-    needing = len(selectors.prompts_needing_candidates(project=project, limit=100_000)) if kind == RunKind.SAMPLE else 0
+    needing = 0
+    if kind == RunKind.SAMPLE:
+        needing = len(selectors.prompts_needing_candidates(project=project, limit=100_000, version=serving_policy))
     if kind == RunKind.SAMPLE:
         ready = needing > 0 and form.fields["base_version"].queryset.exists()
     elif kind == RunKind.SFT:

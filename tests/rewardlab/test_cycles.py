@@ -8,7 +8,7 @@ import pytest
 from annotate.models import Message, Task
 from rewardlab import cycles, runner, services
 from rewardlab.models import CycleStatus, ModelStatus, RetrainCycle, RunKind, RunStatus, TrainingRun
-from tests.rewardlab.conftest import PPO_TINY, SAMPLE_TINY, SFT_TINY, tiny_config
+from tests.rewardlab.conftest import DPO_TINY, PPO_TINY, SAMPLE_TINY, SFT_TINY, tiny_config
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def retraining(taught, tiny_backbone, no_broker):
         "reward": tiny_config(tiny_backbone),
         "sft": SFT_TINY,
         "ppo": PPO_TINY,
-        "dpo": {**SFT_TINY, "max_prompt_length": 64},
+        "dpo": {**DPO_TINY, "eval_share": 0.0},  # no held-out pairs: random preferences would fail its check
         "sample": SAMPLE_TINY,
     }
     taught.save()
@@ -150,3 +150,13 @@ def test_new_data_counts_labelers_judgements_since_the_last_models_data(retraini
     reward = services.run_start_reward(project=retraining, config=retraining.retrain_run_configs["reward"])
     runner.run_execute(run_id=reward.pk, worker="test@host")
     assert cycles.new_data(retraining) == cycles.NewData(preferences=0, demonstrations=12)
+
+
+def test_a_dpo_project_runs_dpo_after_the_new_reward_model(retraining):
+    retraining.retrain_policy_method = "dpo"
+    retraining.save()
+    cycle = run_cycle(cycles.cycle_start(project=retraining))
+    assert cycle.stages == ["reward", "sft", "dpo", "sample"] and cycle.status == CycleStatus.SUCCEEDED, cycle.error
+    dpo = cycle.runs.get(kind="dpo")
+    assert dpo.base_version == cycle.runs.get(kind="sft").output_version
+    assert cycle.runs.get(kind="sample").base_version == dpo.output_version

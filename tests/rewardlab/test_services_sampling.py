@@ -84,9 +84,9 @@ def test_sampling_needs_a_policy_and_prompts_that_need_candidates(taught, sft_ve
     with pytest.raises(services.RunError, match="queued or running"):
         services.run_start_sample(project=taught, config=SAMPLE_TINY)
     execute(run)
-    with pytest.raises(services.RunError) as error:  # every prompt now has open ranking and A/B tasks
+    with pytest.raises(services.RunError) as error:  # policy-v1 has written replies to all 12 prompts
         services.run_start_sample(project=taught, config=SAMPLE_TINY)
-    assert error.value.field == "dataset" and "No prompt needs candidates" in error.value.message
+    assert error.value.field == "dataset" and "No prompt needs candidates from policy-v1" in error.value.message
 
 
 def test_a_crashed_sampling_run_adds_no_candidates_and_no_tasks(taught, sft_version, monkeypatch):
@@ -145,10 +145,19 @@ def test_on_simulated_data_the_uncertain_pairs_are_served_first(project, make_us
     assert served == sorted(gaps.values())[:10]
 
 
-def test_prompts_needing_candidates_skip_prompts_with_open_preference_tasks(project):
+def test_prompts_needing_candidates_come_without_open_preference_tasks_first(project, tmp_path):
     project.import_task_kinds = ["demonstrate", "rank"]
     project.save()
-    rows = [{"prompt": "Open?", "completions": ["a", "b"]}, {"prompt": "Only a demo task?"}]
+    rows = [{"prompt": "Open?", "completions": ["a", "b"]}, {"prompt": "Only a demo task?"}, {"prompt": "Done?"}]
     annotate_services.prompts_import(project=project, data=jsonl(*rows), filename="p.jsonl")
-    needing = selectors.prompts_needing_candidates(project=project, limit=10)
-    assert [Message.objects.get(pk=pk).text for pk in needing] == ["Only a demo task?"]
+    texts = lambda ids: [Message.objects.get(pk=pk).text for pk in ids]  # noqa: E731
+    assert texts(selectors.prompts_needing_candidates(project=project, limit=10)) == [
+        "Only a demo task?", "Done?", "Open?",
+    ]  # fmt: skip
+    version = ModelVersion.objects.create(project=project, kind=ModelKind.POLICY, version=1, base_model="x")
+    done = Message.objects.get(text="Done?")
+    Message.objects.create(
+        project=project, parent=done, role="assistant", text="mine", depth=1, path_hash="h", author_model=version
+    )
+    needing = selectors.prompts_needing_candidates(project=project, limit=10, version=version)
+    assert texts(needing) == ["Only a demo task?", "Open?"]

@@ -113,3 +113,16 @@ def test_the_sampling_page_shows_what_it_would_do_and_starts_a_run(
     assert response.status_code == 302 and run.kind == RunKind.SAMPLE
     assert run.base_version == serving and run.opponent_version == older
     assert run.config["compare"] is False and run.config["rank"] is True and no_broker == [(run.pk,)]
+
+
+def test_the_cycles_poll_while_one_runs(client, researcher, taught):
+    client.force_login(researcher)
+    url = reverse("annotate:project_overview", args=[taught.slug]) + "?part=cycles"
+    running = RetrainCycle.objects.create(project=taught, stages=["reward"])
+    partial = client.get(url, headers={"HX-Request": "true"})
+    assert partial.status_code == 200 and 'hx-trigger="every 3s"' in partial.content.decode()
+    assert "<html" not in partial.content.decode() and f'data-cycle="{running.pk}"' in partial.content.decode()
+    running.status, running.finished_at = CycleStatus.SUCCEEDED, timezone.now()
+    running.save()
+    done = client.get(url, headers={"HX-Request": "true"})
+    assert done.status_code == 286 and "hx-trigger" not in done.content.decode()  # 286: htmx stops polling
