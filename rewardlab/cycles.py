@@ -95,11 +95,14 @@ def running_cycle(project: Project) -> RetrainCycle | None:
     return RetrainCycle.objects.filter(project=project, status=CycleStatus.RUNNING).first()
 
 
-def cycle_start(*, project: Project, started_by=None) -> RetrainCycle:
-    """Start a cycle now: by the thresholds (beat), or, with `started_by` (an admin pressing "Run a cycle now"),
-    with whatever new data there is. Raises CycleError when one is running or there is nothing new to train on."""
+def cycle_start(*, project: Project, started_by=None, use_thresholds: bool | None = None) -> RetrainCycle:
+    """Start a cycle now: by the thresholds (beat; an admin may ask for them too), or, for an admin pressing "Run a
+    cycle now" (`started_by`), with whatever new data there is. Raises CycleError when one is running or there is
+    nothing (enough) new to train on."""
     data = new_data(project)
-    if started_by is None:
+    if use_thresholds is None:
+        use_thresholds = started_by is None
+    if use_thresholds:
         stages = data.plan(
             project,
             minimum_preferences=project.retrain_min_comparisons,
@@ -109,9 +112,10 @@ def cycle_start(*, project: Project, started_by=None) -> RetrainCycle:
         stages = data.plan(project, minimum_preferences=1, minimum_demonstrations=1)
     if not stages:
         raise CycleError(
-            "Nothing new to train on: no preference judgements or demonstrations since the last models."
-            if started_by is not None
-            else "The thresholds are not crossed yet."
+            f"The thresholds are not crossed yet ({data.preferences} of {project.retrain_min_comparisons} new "
+            f"preference judgements, {data.demonstrations} of {project.retrain_min_demonstrations} demonstrations)."
+            if use_thresholds
+            else "Nothing new to train on: no preference judgements or demonstrations since the last models."
         )
     try:
         with transaction.atomic():  # the cycle and its first run together: a running cycle always has a run

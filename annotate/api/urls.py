@@ -4,7 +4,7 @@
 from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from annotate.api import exports, lineage, views
+from annotate.api import exports, lineage, loop, views
 
 
 class IdConverter:
@@ -57,6 +57,8 @@ urlpatterns = [
     path("users/<id:user_id>/deactivate/", views.UserDeactivateView.as_view(), name="user-deactivate"),
     # Lineage: what an object came from and what came from it (researchers only).
     path("lineage/<str:kind>/<id:object_id>/", lineage.LineageView.as_view(), name="lineage"),
+    path("projects/<slug:slug>/cycles/", loop.CycleListView.as_view(), name="cycle-list"),
+    path("projects/<slug:slug>/leaderboard/", loop.LeaderboardView.as_view(), name="leaderboard"),
     # The OpenAPI 3 document and Swagger UI (its files come from drf-spectacular-sidecar, served as our own static
     # files; the split view loads its start-up script from a URL, so no inline script is needed).
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

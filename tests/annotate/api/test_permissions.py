@@ -64,6 +64,9 @@ MATRIX = {
     ("user-roles", "put"): ({"user_id": "{other}"}, {"roles": ["researcher"]}, row(401, 403, 403, 200)),
     ("user-deactivate", "post"): ({"user_id": "{other}"}, {"requeue": True}, row(401, 403, 403, 200)),
     ("lineage", "get"): ({"kind": "task", "object_id": "{task}"}, None, row(401, 403, 200, 200)),
+    ("cycle-list", "get"): ({"slug": "{project}"}, None, row(401, 403, 200, 200)),
+    ("cycle-list", "post"): ({"slug": "{project}"}, {}, row(401, 403, 403, 400)),  # 400: nothing new to train on
+    ("leaderboard", "get"): ({"slug": "{project}"}, None, row(401, 403, 200, 200)),
     ("schema", "get"): ({}, None, row(200, 200, 200, 200)),
     ("docs", "get"): ({}, None, row(200, 200, 200, 200)),
     **{("not-found", method): ({}, None, row(404, 404, 404, 404)) for method in METHODS},

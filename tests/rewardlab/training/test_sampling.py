@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rewardlab.training.common import Cancelled
+from rewardlab.training.common import Cancelled, seed_everything
 from rewardlab.training.config import SampleConfig
 from rewardlab.training.sampling import SampleRequest, reply_key, sample_replies
 from tests.rewardlab.training.policy_data import tiny_policy, user
@@ -13,6 +13,7 @@ from tests.rewardlab.training.policy_data import tiny_policy, user
 
 @pytest.fixture(scope="module")
 def policy_path(tmp_path_factory) -> str:
+    seed_everything(0)  # the same random weights whatever ran before
     return str(tiny_policy(tmp_path_factory.mktemp("sampling") / "policy"))
 
 
@@ -32,17 +33,46 @@ def test_each_prompt_gets_k_distinct_replies_in_batches(policy_path):
     assert result.tokens > 0 and result.replies_per_second > 0
 
 
-def test_duplicates_and_known_candidates_are_dropped_and_not_redrawn_forever(policy_path):
-    """A near-greedy temperature writes the same reply every time: one is kept per prompt, the repeats are
-    counted, and a reply the prompt already has is never kept."""
-    requests = [SampleRequest(user("Tell me about plant 1")), SampleRequest(user("Tell me about plant 2"))]
-    cold = config(replies_per_prompt=4, temperature=1e-4, resample_rounds=1)
-    first = sample_replies(policy_path, requests, cold)
-    assert [len(replies) for replies in first.replies] == [1, 1]
-    assert first.duplicates + first.empty == first.drawn - 2 and first.drawn == 8 + 6  # one more round for the 6
-    again = [SampleRequest(r.turns, exclude=[f"  {first.replies[i][0]} "]) for i, r in enumerate(requests)]
-    second = sample_replies(policy_path, again, cold)
-    assert second.replies == [[], []] and second.duplicates + second.empty == second.drawn
+def test_duplicates_empties_and_known_candidates_are_dropped_and_redrawn_a_bounded_number_of_times(
+    policy_path, monkeypatch
+):
+    """A policy that repeats itself (scripted here, so the test does not hang on what random weights write): one
+    reply is kept per distinct text, repeats and empty replies are counted, a reply the prompt already has is never
+    kept, and prompts left short are drawn for again `resample_rounds` times, then given up on."""
+    from types import SimpleNamespace
+
+    scripted = iter(
+        [
+            ["Same.", "  Same. ", "", "Other."],  # round 1: prompt 0 gets 2 draws, prompt 1 gets 2
+            ["Third.", "Known  reply"],  # round 2: one more for each (the second is one prompt 1 has)
+            ["Fourth."],  # round 3: prompt 1 is still one short
+        ]
+    )
+    draws = []
+
+    def fake_sample(model, tokenizer, prompts, **kwargs):
+        texts = next(scripted)
+        draws.append(len(prompts))
+        assert len(texts) == len(prompts)
+        return SimpleNamespace(texts=texts, reply_tokens=len(texts))
+
+    monkeypatch.setattr("rewardlab.training.sampling.policy.sample", fake_sample)
+    requests = [SampleRequest(user("one")), SampleRequest(user("two"), exclude=["Known reply"])]
+    result = sample_replies(policy_path, requests, config(replies_per_prompt=2, resample_rounds=2, batch_size=8))
+    assert result.replies == [["Same.", "Third."], ["Other.", "Fourth."]]
+    assert draws == [4, 2, 1] and result.drawn == 7
+    assert (result.duplicates, result.empty) == (2, 1)  # "  Same. " and the known reply; ""
+
+
+def test_prompts_left_short_are_given_up_on_after_the_last_round(policy_path, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(
+        "rewardlab.training.sampling.policy.sample",
+        lambda model, tokenizer, prompts, **kw: SimpleNamespace(texts=["Again."] * len(prompts), reply_tokens=1),
+    )
+    result = sample_replies(policy_path, [SampleRequest(user("x"))], config(replies_per_prompt=3, resample_rounds=1))
+    assert result.replies == [["Again."]] and result.drawn == 3 + 2 and result.duplicates == 4
 
 
 def test_cancel_stops_between_batches(policy_path):
