@@ -161,3 +161,25 @@ def test_prompts_needing_candidates_come_without_open_preference_tasks_first(pro
     )
     needing = selectors.prompts_needing_candidates(project=project, limit=10, version=version)
     assert texts(needing) == ["Only a demo task?", "Open?"]
+
+
+def test_promoting_a_reward_model_reprioritises_the_open_tasks(project, settings, tmp_path, monkeypatch):
+    """The scoring task that follows a promotion scores every candidate, then sets the open tasks' priorities."""
+    from rewardlab import tasks
+
+    project.import_task_kinds = ["compare"]
+    project.save()
+    rows = [{"prompt": f"Q{i}?", "completions": ["short", "a much longer answer" * (i + 1)]} for i in range(3)]
+    annotate_services.prompts_import(project=project, data=jsonl(*rows), filename="q.jsonl")
+    reward = ModelVersion.objects.create(
+        project=project, kind=ModelKind.REWARD, version=1, base_model="test", status=ModelStatus.SERVING
+    )
+
+    class LengthScorer:  # a reward model that likes long replies: the gap grows with the longer reply
+        def score(self, prompts, replies):
+            return [len(reply) / 20 for reply in replies]
+
+    monkeypatch.setattr("rewardlab.services._scorer_for", lambda version: LengthScorer())
+    assert tasks.candidate_scores_compute(reward.pk) == 6
+    priorities = list(Task.objects.filter(project=project).order_by("anchor_id").values_list("priority", flat=True))
+    assert priorities == sorted(priorities, reverse=True) and priorities[0] > priorities[-1] > 0
