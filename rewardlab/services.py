@@ -739,6 +739,7 @@ def sampled_tasks_create(*, run: TrainingRun, sampled: list[SampledPrompt], metr
 
         rng = random.Random(run.pk)
         planned: list[tuple[str, int, list[int]]] = []
+        head_to_head = 0
         for item in sampled:
             anchor = anchors[item.anchor_id]
             new = [
@@ -758,6 +759,7 @@ def sampled_tasks_create(*, run: TrainingRun, sampled: list[SampledPrompt], metr
                     pair = [new[0], theirs]
                     rng.shuffle(pair)  # which side each version is on
                     planned.append((TaskKind.COMPARE, anchor.pk, pair))
+                    head_to_head += 1
         scores = {m: s for h, m in ids.items() if (s := score_of.get(h)) is not None}
         tasks, groups = [], []
         for kind, anchor_id, group in planned:
@@ -788,9 +790,7 @@ def sampled_tasks_create(*, run: TrainingRun, sampled: list[SampledPrompt], metr
             "opponent_candidates": sum(1 for _, m in fresh.items() if m.author_model_id == run.opponent_version_id),
             "rank_tasks": sum(1 for kind, _, _ in planned if kind == TaskKind.RANK),
             "compare_tasks": sum(1 for kind, _, _ in planned if kind == TaskKind.COMPARE),
-            "head_to_head_tasks": sum(1 for item in sampled if item.opponent_reply is not None and item.replies)
-            if run.opponent_version_id
-            else 0,
+            "head_to_head_tasks": head_to_head,
         }
         run.progress_step = run.progress_total = max(run.progress_total, run.progress_step)
         run.save(update_fields=["progress_step", "progress_total"])
