@@ -252,3 +252,21 @@ class CandidateScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_version}: message {self.message_id} = {self.score:.3f}"
+
+
+class WorkerHeartbeat(models.Model):
+    """The last sign of life of one Celery worker (by its node name) and the queues it consumes: what `/healthz`
+    and the Runs page report. A worker stamps it every REWARDLAB_WORKER_HEARTBEAT_SECONDS."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    queues = models.JSONField(default=list)
+    pid = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="Set when it shut down cleanly.")
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return self.hostname

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import os
+
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 
-from rewardlab import cycles, runner, services
+from rewardlab import cycles, health, runner, services
 from rewardlab.models import ModelStatus, ModelVersion
 
 
@@ -59,3 +61,21 @@ def cycles_tick() -> dict[str, int]:
 def _fail_runs_of_previous_process(sender, **_) -> None:
     """A worker coming up runs nothing yet: a run still marked running under its name died with it."""
     services.runs_fail_on_worker(worker=sender.hostname)
+
+
+_heartbeats: dict[str, health.Heartbeat] = {}
+
+
+@worker_ready.connect
+def _start_heartbeat(sender, **_) -> None:
+    """Stamp this worker's heartbeat (with the queues it consumes) until it shuts down: /healthz reads it."""
+    if settings.REWARDLAB_WORKER_HEARTBEAT_SECONDS <= 0:
+        return
+    queues = sorted(sender.app.amqp.queues.consume_from or sender.app.amqp.queues)
+    _heartbeats[sender.hostname] = health.Heartbeat(sender.hostname, queues, os.getpid()).start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(sender=None, **_) -> None:
+    for hostname in list(_heartbeats):
+        _heartbeats.pop(hostname).stop()

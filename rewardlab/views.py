@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotate.models import Project
 from annotate.permissions import role_required
 from annotate.roles import RoleName
-from rewardlab import charts, cycles, datasets, lineage, selectors, services
+from rewardlab import charts, cycles, datasets, health, lineage, selectors, services
 from rewardlab.forms import DPORunForm, PPORunForm, RetrainSettingsForm, RewardRunForm, SampleRunForm, SFTRunForm
 from rewardlab.models import CycleStatus, ModelKind, ModelVersion, RetrainCycle, RunKind, RunStatus
 
 # htmx stops polling when a response has this status.
 STOP_POLLING = 286
+
+
+@require_GET
+@never_cache
+def healthz(request):
+    """The database, the broker and each worker queue's last heartbeat, as JSON: 200 when all are up, 503 when any
+    is down. No sign-in (load balancers and orchestrators call it); it names no host, user or data."""
+    result = health.check()
+    return JsonResponse(result.as_dict(), status=200 if result.ok else 503)
 
 
 @role_required(RoleName.RESEARCHER)
@@ -27,7 +38,11 @@ def run_list(request):
         project = get_object_or_404(Project, slug=slug)
     runs = selectors.run_list(project=project)[:200]
     projects = Project.objects.filter(is_active=True).order_by("name")
-    return render(request, "rewardlab/run_list.html", {"runs": runs, "projects": projects, "project": project})
+    context = {"runs": runs, "projects": projects, "project": project, "workers": health.workers()}
+    context["queues_down"] = [q for q in settings.REWARDLAB_HEALTH_QUEUES if not any(
+        w.alive and q in w.queues for w in context["workers"]
+    )]  # fmt: skip
+    return render(request, "rewardlab/run_list.html", context)
 
 
 @role_required(RoleName.ADMIN)

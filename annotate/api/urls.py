@@ -4,7 +4,7 @@
 from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from annotate.api import exports, lineage, loop, views
+from annotate.api import exports, lineage, loop, runs, views
 
 
 class IdConverter:
@@ -59,6 +59,9 @@ urlpatterns = [
     path("lineage/<str:kind>/<id:object_id>/", lineage.LineageView.as_view(), name="lineage"),
     path("projects/<slug:slug>/cycles/", loop.CycleListView.as_view(), name="cycle-list"),
     path("projects/<slug:slug>/leaderboard/", loop.LeaderboardView.as_view(), name="leaderboard"),
+    path("projects/<slug:slug>/runs/", runs.ProjectRunListView.as_view(), name="run-list"),
+    path("runs/<id:run_id>/", runs.RunDetailView.as_view(), name="run-detail"),
+    path("runs/<id:run_id>/cancel/", runs.RunCancelView.as_view(), name="run-cancel"),
     # The OpenAPI 3 document and Swagger UI (its files come from drf-spectacular-sidecar, served as our own static
     # files; the split view loads its start-up script from a URL, so no inline script is needed).
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

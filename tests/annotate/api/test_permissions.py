@@ -12,6 +12,7 @@ from annotate.api.urls import urlpatterns
 from annotate.exports import ExportOptions
 from annotate.models import Task
 from annotate.roles import RoleName
+from rewardlab.models import TrainingRun
 from rewardlab.services import snapshot_freeze
 from tests.annotate.api.conftest import token_client
 from tests.conftest import jsonl
@@ -67,6 +68,11 @@ MATRIX = {
     ("cycle-list", "get"): ({"slug": "{project}"}, None, row(401, 403, 200, 200)),
     ("cycle-list", "post"): ({"slug": "{project}"}, {}, row(401, 403, 403, 400)),  # 400: nothing new to train on
     ("leaderboard", "get"): ({"slug": "{project}"}, None, row(401, 403, 200, 200)),
+    ("run-list", "get"): ({"slug": "{project}"}, None, row(401, 403, 200, 200)),
+    # 400 for the admin: the matrix project has no judgements, so a reward model has nothing to train on.
+    ("run-list", "post"): ({"slug": "{project}"}, {"kind": "reward"}, row(401, 403, 403, 400)),
+    ("run-detail", "get"): ({"run_id": "{run}"}, None, row(401, 403, 200, 200)),
+    ("run-cancel", "post"): ({"run_id": "{run}"}, {}, row(401, 403, 403, 200)),
     ("schema", "get"): ({}, None, row(200, 200, 200, 200)),
     ("docs", "get"): ({}, None, row(200, 200, 200, 200)),
     **{("not-found", method): ({}, None, row(404, 404, 404, 404)) for method in METHODS},
@@ -98,6 +104,7 @@ def world(imported, make_user, labeler, researcher, admin_user):
         "task": Task.objects.filter(project=imported).order_by("id").values_list("id", flat=True).first(),
         "assignment": assignment.pk,
         "other": other.pk,
+        "run": TrainingRun.objects.create(project=imported, kind="reward", snapshot=snapshot).pk,
     }
     users = {"anonymous": None, "labeler": labeler, "researcher": researcher, "admin": admin_user}
     return values, users
