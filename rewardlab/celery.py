@@ -4,9 +4,15 @@
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
+
+from rewardlab.logging import configure_celery_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rewardlab.settings")
 
 app = Celery("rewardlab")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Workers and beat log through settings.LOGGING (one JSON object a line in production, with each run's run_id)
+# instead of Celery's own format; their level is REWARDLAB_LOG_LEVEL.
+setup_logging.connect(configure_celery_logging, weak=False)

@@ -27,6 +27,7 @@ from django.utils import timezone
 from annotate import exports
 from annotate.models import Message
 from rewardlab import datasets, selectors, services
+from rewardlab.logging import log_context
 from rewardlab.models import RunKind, RunStatus, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,13 @@ class RunReporter:
 def run_execute(*, run_id: int, worker: str) -> str:
     """Claim the run and train it; returns the run's final status (or "skipped" when it was not queued: a
     duplicate delivery, or cancelled before a worker took it). A run of a retraining cycle then advances its
-    cycle (promotes the version and starts the next stage, or ends the cycle)."""
+    cycle (promotes the version and starts the next stage, or ends the cycle). Every line logged meanwhile in this
+    thread (the trainers', the libraries') carries the run's id as `run_id`."""
+    with log_context(run_id=run_id):
+        return _run_execute(run_id=run_id, worker=worker)
+
+
+def _run_execute(*, run_id: int, worker: str) -> str:
     close_old_connections()
     run = services.run_claim(run_id=run_id, worker=worker)
     if run is None:

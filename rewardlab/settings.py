@@ -64,7 +64,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every response (redirects and static files too) gets an X-Request-ID and one access log line.
+    "rewardlab.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # the Content-Security-Policy header (CONTENT_SECURITY_POLICY below)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -201,6 +204,8 @@ SPECTACULAR_SETTINGS = {
         "TaskKindEnum": "annotate.models.TaskKind",
         "UserRoleEnum": "annotate.api.serializers.ROLE_CHOICES",
         "MessageRoleEnum": "annotate.models.Role",
+        "RunKindEnum": "rewardlab.models.RunKind",
+        "RunStatusEnum": "rewardlab.models.RunStatus",
     },
 }
 
@@ -212,10 +217,39 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    # Start small (an hour) and raise it (a year: 31536000) once HTTPS is known to work on every host.
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 3600)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading is an opt-in commitment for the whole domain (DJANGO_HSTS_PRELOAD=1), not a default:
+        # `check --deploy` would otherwise warn about it on every deployment.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# Content-Security-Policy (django-csp), in every mode: scripts, styles, fonts and requests only from this site,
+# no inline script or style at all (a model reply that escaped its escaping still cannot run), no plugins, no
+# framing. REWARDLAB_CSP_REPORT_ONLY=1 sends it as Content-Security-Policy-Report-Only instead (the browser
+# reports violations in its console and blocks nothing): for trying a change out.
+_SELF, _NONE = "'self'", "'none'"
+_CSP = {
+    "DIRECTIVES": {
+        "default-src": [_SELF],
+        "script-src": [_SELF],
+        "style-src": [_SELF],
+        "img-src": [_SELF, "data:"],
+        "font-src": [_SELF],
+        "connect-src": [_SELF],
+        "object-src": [_NONE],
+        "base-uri": [_SELF],
+        "form-action": [_SELF],
+        "frame-ancestors": [_NONE],
+    }
+}
+if env_bool("REWARDLAB_CSP_REPORT_ONLY", False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = _CSP
+else:
+    CONTENT_SECURITY_POLICY = _CSP
 
 # --- Celery -------------------------------------------------------------------------------------------------
 # The embedded default broker is kombu's SQLAlchemy transport on an SQLite file: no server, works offline.
@@ -266,17 +300,43 @@ REWARDLAB_RUN_HEARTBEAT_TIMEOUT = env_int("REWARDLAB_RUN_HEARTBEAT_TIMEOUT", 120
 # The longest a training run may take (seconds); past it the run fails.
 REWARDLAB_RUN_TIME_LIMIT = env_int("REWARDLAB_RUN_TIME_LIMIT", 12 * 3600)
 REWARDLAB_POLICY_BASE_MODEL = os.environ.get("REWARDLAB_POLICY_BASE_MODEL", "embedded:tiny-gpt2")
+# Health: each Celery worker stamps itself every REWARDLAB_WORKER_HEARTBEAT_SECONDS; a queue is up while a worker
+# consuming it stamped within REWARDLAB_WORKER_HEARTBEAT_TIMEOUT seconds. /healthz checks these queues.
+REWARDLAB_WORKER_HEARTBEAT_SECONDS = float(os.environ.get("REWARDLAB_WORKER_HEARTBEAT_SECONDS", 10))
+REWARDLAB_WORKER_HEARTBEAT_TIMEOUT = env_int("REWARDLAB_WORKER_HEARTBEAT_TIMEOUT", 60)
+REWARDLAB_HEALTH_QUEUES = env_list("REWARDLAB_HEALTH_QUEUES", ["default", "training"])
+REWARDLAB_HEALTH_TIMEOUT = float(os.environ.get("REWARDLAB_HEALTH_TIMEOUT", 3))
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes speak plain HTTP to the app behind the TLS proxy
 # Import limits: a text longer than this (characters) or a file with more rows than this is refused.
 REWARDLAB_MAX_TEXT_CHARS = env_int("REWARDLAB_MAX_TEXT_CHARS", 32_000)
 REWARDLAB_MAX_IMPORT_ROWS = env_int("REWARDLAB_MAX_IMPORT_ROWS", 200_000)
 REWARDLAB_MAX_COMPLETIONS = env_int("REWARDLAB_MAX_COMPLETIONS", 32)
 REWARDLAB_MAX_IMPORT_BYTES = env_int("REWARDLAB_MAX_IMPORT_BYTES", 256 * 1024 * 1024)
 
+# Logs go to stderr: one JSON object a line in production (timestamp, level, logger, message, request_id,
+# user_id and run_id where known, exc_info; see rewardlab/logging.py), plain text in the demo.
+# REWARDLAB_LOG_FORMAT=json|plain overrides. Every request gets one access line on `rewardlab.request`.
+REWARDLAB_LOG_FORMAT = os.environ.get("REWARDLAB_LOG_FORMAT", "").strip().lower() or ("plain" if DEBUG else "json")
+if REWARDLAB_LOG_FORMAT not in {"json", "plain"}:
+    raise ValueError(f"REWARDLAB_LOG_FORMAT must be json or plain, not {REWARDLAB_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "rewardlab.logging.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "rewardlab.logging.JSONFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": REWARDLAB_LOG_FORMAT, "filters": ["context"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("REWARDLAB_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own default handlers are replaced: its lines go through the root handler, in the same format.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # runserver's own line for each request: the access line on rewardlab.request says it all.
+        "django.server": {"handlers": [], "level": "WARNING", "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+    },
 }
