@@ -105,3 +105,25 @@ def test_an_admin_fine_tunes_then_optimises_a_policy_by_ppo(page_for, make_user,
     row = page.locator("[data-version=policy-v2]")
     assert "PPO" in row.inner_text() and "policy-v1" in row.inner_text() and "reward-v1" in row.inner_text()
     screenshot(page, "policies")
+
+
+def test_the_runs_page_shows_which_workers_are_alive(page_for, make_user, labeled):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from rewardlab import health
+
+    now = timezone.now()
+    health.worker_beat(hostname="default@web1", queues=["default"], pid=101, started_at=now - timedelta(days=2))
+    health.worker_beat(hostname="training@gpu1", queues=["training"], pid=202, started_at=now - timedelta(hours=5))
+    health.worker_beat(hostname="training@gpu2", queues=["training"], pid=303, started_at=now - timedelta(hours=9))
+    from rewardlab.models import WorkerHeartbeat
+
+    WorkerHeartbeat.objects.filter(hostname="training@gpu2").update(last_seen_at=now - timedelta(minutes=7))
+    page = page_for(make_user(RoleName.RESEARCHER, "rui"), password=PASSWORD)
+    page.goto("/runs/")
+    assert page.locator("[data-worker='training@gpu1'][data-alive=yes]").count() == 1
+    assert page.locator("[data-worker='training@gpu2'][data-alive=no]").count() == 1
+    assert page.locator("[data-queues-down]").count() == 0  # gpu1 still serves the training queue
+    screenshot(page, "runs-workers")
