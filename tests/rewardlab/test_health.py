@@ -51,17 +51,16 @@ def test_a_queue_without_a_live_worker_is_503(client, broker_up, settings):
     assert body["queues"]["training"]["workers"] == 0 and body["queues"]["training"]["age_seconds"] >= 0
 
 
-def test_a_broker_that_does_not_answer_is_503_with_the_error(client, settings):
-    beat("both@a", ["default", "training"])
-    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+def test_a_broker_that_does_not_answer_is_503_with_the_error(client, settings, monkeypatch):
+    from kombu import Connection
+
     from rewardlab.celery import app
 
-    old = app.conf.broker_url
-    app.conf.broker_url = settings.CELERY_BROKER_URL
-    try:
-        response = client.get("/healthz")
-    finally:
-        app.conf.broker_url = old
+    beat("both@a", ["default", "training"])
+    settings.REWARDLAB_HEALTH_TIMEOUT = 1
+    # A broker address where nothing listens (port 1), whatever broker this test run uses.
+    monkeypatch.setattr(app, "connection_for_write", lambda: Connection("redis://127.0.0.1:1/0"))
+    response = client.get("/healthz")
     body = response.json()
     assert response.status_code == 503 and not body["broker"]["ok"] and body["broker"]["error"]
     assert body["database"]["ok"] and body["queues"]["default"]["ok"]
