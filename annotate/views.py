@@ -53,15 +53,16 @@ def project_overview(request, slug: str, retrain_form=None):
     from rewardlab.forms import RetrainSettingsForm
 
     project = get_object_or_404(Project, slug=slug)
-    loop = reward_selectors.project_loop(project=project)
-    if request.htmx and request.GET.get("part") == "cycles":  # htmx polls the cycles while one runs
+    if request.htmx and request.GET.get("part") == "cycles":  # htmx polls the cycles (only) while one runs
+        cycles = reward_selectors.recent_cycles(project=project)
+        loop = {"cycles": cycles, "running": reward_selectors.running_cycle_in(cycles)}
         response = render(request, "annotate/project_overview.html#cycles", {"project": project, "loop": loop})
-        if loop.running is None:
+        if loop["running"] is None:
             response.status_code = STOP_POLLING
         return response
     context = {
         "overview": selectors.project_overview(project=project),
-        "loop": loop,
+        "loop": reward_selectors.project_loop(project=project),
         "retrain_form": retrain_form or RetrainSettingsForm(instance=project),
     }
     return render(request, "annotate/project_overview.html", context, status=400 if retrain_form else 200)

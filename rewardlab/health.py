@@ -107,20 +107,20 @@ def workers() -> list[WorkerHeartbeat]:
     return rows
 
 
+def queue_health(known: list[WorkerHeartbeat]) -> list[QueueHealth]:
+    """For each queue `/healthz` checks: its live workers among `known` (from `workers()`), and the last stamp."""
+    queues = []
+    for name in settings.REWARDLAB_HEALTH_QUEUES:
+        serving = [w for w in known if name in w.queues]
+        last = max((w.last_seen_at for w in serving), default=None)
+        queues.append(QueueHealth(name, sum(w.alive for w in serving), last))
+    return queues
+
+
 def check() -> Health:
     database = _timed(_database)
     broker = _timed(_broker)
-    queues = []
-    if database.ok:
-        known = workers()
-        for name in settings.REWARDLAB_HEALTH_QUEUES:
-            serving = [w for w in known if name in w.queues]
-            alive = [w for w in serving if w.alive]
-            last = max((w.last_seen_at for w in serving), default=None)
-            queues.append(QueueHealth(name, len(alive), last))
-    else:
-        queues = [QueueHealth(name, 0, None) for name in settings.REWARDLAB_HEALTH_QUEUES]
-    return Health(database, broker, queues)
+    return Health(database, broker, queue_health(workers() if database.ok else []))
 
 
 # --- the worker side ------------------------------------------------------------------------------------------

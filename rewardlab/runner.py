@@ -302,10 +302,11 @@ def _run_sample(run: TrainingRun, reporter: RunReporter) -> None:
         prompts = [exports.standard_prompt(turns[i]) for i, _ in flat]
         values = [float(v) for v in scorer.score(prompts, [text for _, text in flat])] if flat else []
         scores = [[] for _ in anchors]
-        for (i, _), value in zip(flat[: drawn.kept], values, strict=False):
-            scores[i].append(value)
-        for (i, _), value in zip(flat[drawn.kept :], values[drawn.kept :], strict=True):
-            opponent_scores[i] = value
+        for n, ((i, _), value) in enumerate(zip(flat, values, strict=True)):
+            if n < drawn.kept:  # the new policy's replies come first, then the opponent's
+                scores[i].append(value)
+            else:
+                opponent_scores[i] = value
         reporter.log(f"{run.reward_version} scored {len(values)} replies for active selection")
     sampled = [
         services.SampledPrompt(a, drawn.replies[i], opponent[i], scores[i], opponent_scores[i])

@@ -111,21 +111,30 @@ class ProjectLoop:
     leaderboard: object
 
 
-def project_loop(*, project: Project, cycles_shown: int = 5) -> ProjectLoop:
-    from rewardlab import arena, cycles
+def recent_cycles(*, project: Project, shown: int = 5) -> list:
+    """The project's newest retraining cycles, each with `steps`: (stage kind, its run or None, index)."""
     from rewardlab.models import RetrainCycle
 
     recent = list(
-        RetrainCycle.objects.filter(project=project)
-        .select_related("started_by")
-        .prefetch_related("runs")[:cycles_shown]
+        RetrainCycle.objects.filter(project=project).select_related("started_by").prefetch_related("runs")[:shown]
     )
     for cycle in recent:
         by_kind = {run.kind: run for run in sorted(cycle.runs.all(), key=lambda run: run.pk)}
         cycle.steps = [(kind, by_kind.get(kind), index) for index, kind in enumerate(cycle.stages)]
+    return recent
+
+
+def running_cycle_in(cycles: list):
+    return next((c for c in cycles if c.status == "running"), None)
+
+
+def project_loop(*, project: Project) -> ProjectLoop:
+    from rewardlab import arena, cycles
+
+    recent = recent_cycles(project=project)
     return ProjectLoop(
         cycles=recent,
-        running=next((c for c in recent if c.status == "running"), None),
+        running=running_cycle_in(recent),
         new_data=cycles.new_data(project),
         serving_policy=serving_version(project=project, kind=ModelKind.POLICY),
         serving_reward=serving_version(project=project, kind=ModelKind.REWARD),

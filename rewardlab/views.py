@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -38,10 +37,9 @@ def run_list(request):
         project = get_object_or_404(Project, slug=slug)
     runs = selectors.run_list(project=project)[:200]
     projects = Project.objects.filter(is_active=True).order_by("name")
-    context = {"runs": runs, "projects": projects, "project": project, "workers": health.workers()}
-    context["queues_down"] = [q for q in settings.REWARDLAB_HEALTH_QUEUES if not any(
-        w.alive and q in w.queues for w in context["workers"]
-    )]  # fmt: skip
+    workers = health.workers()
+    queues_down = [queue.name for queue in health.queue_health(workers) if not queue.ok]
+    context = {"runs": runs, "projects": projects, "project": project, "workers": workers, "queues_down": queues_down}
     return render(request, "rewardlab/run_list.html", context)
 
 
