@@ -55,6 +55,17 @@ class ProjectAdmin(admin.ModelAdmin):
             },
         ),
         ("Retraining", {"fields": ["retrain_enabled", "retrain_min_comparisons", "retrain_min_demonstrations"]}),
+        (
+            "Live chat",
+            {
+                "description": "Labelers talk to the serving policy and pick the better of two replies at each turn.",
+                "fields": [
+                    "chat_enabled",
+                    "chat_opponent",
+                    ("chat_max_turns", "chat_max_tokens", "chat_max_concurrent"),
+                ],
+            },
+        ),
     ]
 
     def save_model(self, request, obj, form, change) -> None:

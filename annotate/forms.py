@@ -181,3 +181,37 @@ class ExportForm(forms.Form):
         except ExportError as error:
             self.add_error(error.field if error.field in self.fields else None, error.message)
             return None
+
+
+# --- live chat ----------------------------------------------------------------------------------------------
+
+
+class ChatStartForm(forms.Form):
+    goal = forms.CharField(
+        label="What do you want help with?",
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "For example: plan a week of vegetarian dinners."}),
+    )
+    text = forms.CharField(label="Your first message", widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class ChatSendForm(forms.Form):
+    text = forms.CharField(strip=False, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class ChatVoteForm(ComparisonForm):
+    """The turn's A/B choice on the 8-point scale, and the chosen reply as the labeler may have rewritten it."""
+
+    both_bad = None
+    edited_text = forms.CharField(strip=False, required=False, widget=forms.Textarea)
+
+
+class ChatEndForm(forms.Form):
+    rating = forms.TypedChoiceField(choices=[(str(i), str(i)) for i in range(1, 8)], coerce=int, required=False)
+    comment = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean_rating(self):
+        rating = self.cleaned_data["rating"]
+        if rating in (None, ""):
+            raise forms.ValidationError("Rate the chat from 1 (bad) to 7 (good).")
+        return rating

@@ -54,6 +54,11 @@ class PolicyMethod(models.TextChoices):
     DPO = "dpo", "DPO"
 
 
+class ChatOpponent(models.TextChoices):
+    SAME = "same", "The serving policy, sampled twice"
+    PREVIOUS = "previous", "The serving policy against the one before it"
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=80, unique=True)
@@ -121,6 +126,20 @@ class Project(models.Model):
         blank=True,
         help_text='Config of each run the cycle starts, by kind: {"reward": {...}, "sft": {...}, "ppo": {...}, '
         '"dpo": {...}, "sample": {...}}. Left out: the defaults.',
+    )
+
+    # Live chat: labelers talk to the serving policy and pick the better of two replies at every turn.
+    chat_enabled = models.BooleanField(default=False, help_text="Labelers may start live chats in this project.")
+    chat_opponent = models.CharField(
+        max_length=16,
+        choices=ChatOpponent.choices,
+        default=ChatOpponent.SAME,
+        help_text="Who writes the second reply: the serving policy again, or the policy that served before it.",
+    )
+    chat_max_turns = models.PositiveSmallIntegerField(default=10, help_text="Most user messages in one chat.")
+    chat_max_tokens = models.PositiveSmallIntegerField(default=128, help_text="Most tokens in one reply.")
+    chat_max_concurrent = models.PositiveSmallIntegerField(
+        default=2, help_text="Most generations one labeler may have waiting or running at once."
     )
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -553,3 +572,83 @@ class CandidateReport(models.Model):
 
     def __str__(self) -> str:
         return f"report on message #{self.message_id} by #{self.reporter_id}"
+
+
+# --- live chat ----------------------------------------------------------------------------------------------
+
+
+class ChatStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ENDED = "ended", "Ended"
+
+
+class Chat(models.Model):
+    """A labeler's conversation with the assistant: the task they set themselves, then turns. Its messages live in
+    the conversation tree like any other (the first user message is a root), so its judgements export as
+    multi-turn pairs and demonstrations."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="chats")
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="chats")
+    goal = models.TextField(help_text="What the labeler wants help with, in their words.")
+    status = models.CharField(max_length=16, choices=ChatStatus.choices, default=ChatStatus.OPEN)
+    rating = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Overall, 1 (bad) to 7 (good).")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=ChatStatus.values), name="chat_status_valid"),
+            models.CheckConstraint(
+                condition=Q(rating__isnull=True) | Q(rating__gte=1, rating__lte=7), name="chat_rating_1_to_7"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Chat #{self.pk}"
+
+
+class TurnStatus(models.TextChoices):
+    QUEUED = "queued", "Waiting for the model"
+    RUNNING = "running", "Writing"
+    READY = "ready", "Ready to vote"
+    FAILED = "failed", "Failed"
+    VOTED = "voted", "Voted"
+
+
+class ChatTurn(models.Model):
+    """One exchange: the labeler's message, the two replies written to it (sides as shown), and, once voted, the
+    comparison (a one-labeler compare task) and the reply the conversation goes on from (the chosen one, or the
+    labeler's edit of it, stored as a demonstration)."""
+
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="turns")
+    number = models.PositiveSmallIntegerField()
+    prompt = models.OneToOneField(Message, on_delete=models.PROTECT, related_name="chat_turn")
+    status = models.CharField(max_length=16, choices=TurnStatus.choices, default=TurnStatus.QUEUED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    reply_a = models.ForeignKey(Message, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    reply_b = models.ForeignKey(Message, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    comparison_task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    continued_from = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text="Chosen or edited."
+    )
+    requested_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["chat", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["chat", "number"], name="chat_turn_unique_number"),
+            models.CheckConstraint(condition=Q(status__in=TurnStatus.values), name="chat_turn_status_valid"),
+        ]
+        indexes = [models.Index(fields=["status", "requested_at"], name="chat_turn_status")]
+
+    def __str__(self) -> str:
+        return f"{self.chat} turn {self.number}"
+
+    @property
+    def generating(self) -> bool:
+        return self.status in (TurnStatus.QUEUED, TurnStatus.RUNNING)

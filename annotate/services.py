@@ -449,27 +449,39 @@ def kind_deficits(*, labeler, project: Project, kinds: Sequence[str] | None = No
     return {kind: weight / total - (recent[kind] / seen if seen else 0.0) for kind, weight in mix.items()}
 
 
-def kinds_in_serving_order(
+def serving_order(
     *, labeler, project: Project, kinds: Sequence[str] | None = None, wrote: bool | None = None
-) -> list[str]:
-    """The order in which task kinds are tried. Among the kinds not above their share of the mix, the one whose
-    best open task has the highest priority (then the oldest) comes first, so a priority set elsewhere (say,
-    where the reward model is least sure) is honoured within the mix; kinds above their share follow, the
-    least over first."""
+) -> list[tuple[str, int | None]]:
+    """The order in which task kinds are tried, each with the id of its best open task where that was looked up.
+    Among the kinds not above their share of the mix, the one whose best open task has the highest priority (then
+    the oldest) comes first, so a priority set elsewhere (say, where the reward model is least sure) is honoured
+    within the mix; kinds above their share follow, the least over first (their best task is not looked up)."""
     served = [k for k in project.served_kinds if not kinds or k in kinds]
     if len(served) < 2:
-        return served  # nothing to balance
+        return [(kind, None) for kind in served]  # nothing to balance
     deficits = kind_deficits(labeler=labeler, project=project, kinds=kinds)
-    heads = {}
-    for kind, deficit in deficits.items():
-        if deficit >= -1e-9:
-            head = task_queue(labeler=labeler, project=project, kind=kind, wrote=wrote)
-            head = head.values_list("priority", "created_at", "id")
-            if (first := head.first()) is not None:
-                heads[kind] = (-first[0], first[1], first[2])
+    heads = _queue_heads(
+        labeler=labeler, project=project, kinds=[k for k, d in deficits.items() if d >= -1e-9], wrote=wrote
+    )
     by_priority = sorted(heads, key=heads.__getitem__)
     rest = sorted((k for k in deficits if k not in heads), key=lambda k: (-deficits[k], TaskKind.values.index(k)))
-    return by_priority + rest
+    return [(kind, heads[kind][2]) for kind in by_priority] + [(kind, None) for kind in rest]
+
+
+def _queue_heads(*, labeler, project: Project, kinds: Sequence[str], wrote: bool | None) -> dict[str, tuple]:
+    """For each of `kinds` with an open task for `labeler`: (-priority, created_at, id) of its best one. One query
+    where the database takes LIMIT inside UNION ALL (PostgreSQL), else one per kind."""
+    heads = [
+        task_queue(labeler=labeler, project=project, kind=kind, wrote=wrote).values_list(
+            "kind", "priority", "created_at", "id"
+        )[:1]
+        for kind in kinds
+    ]
+    if len(heads) > 1 and connection.features.supports_slicing_ordering_in_compound:
+        rows = list(heads[0].union(*heads[1:], all=True))
+    else:
+        rows = [row for head in heads for row in head]
+    return {kind: (-priority, created_at, task_id) for kind, priority, created_at, task_id in rows}
 
 
 def task_lease_next(
@@ -515,8 +527,20 @@ def task_lease_next(
     return None
 
 
+def _lease_commits_without_waiting_for_disk() -> None:
+    """A lease is a reservation that expires anyway, so where it is its own transaction on PostgreSQL its commit does
+    not wait for the write-ahead log to reach the disk (`synchronous_commit` off for this transaction only; a slow
+    fsync was the lease's latency tail). A database crash within a fraction of a second after it may forget the lease:
+    the task goes back to the pool and the labeler's submission for it is refused ("not leased to you"), as for an
+    expired lease. Judgements, and anything inside a caller's transaction, always wait for the disk."""
+    if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
 @transaction.atomic
 def _lease_next(*, labeler, project: Project, kinds: Sequence[str] | None, now: datetime, rng) -> Assignment | None:
+    _lease_commits_without_waiting_for_disk()
     User.objects.select_for_update(no_key=True).filter(pk=labeler.pk).values_list("pk").first()
     live = (
         Assignment.objects.filter(
@@ -535,23 +559,35 @@ def _lease_next(*, labeler, project: Project, kinds: Sequence[str] | None, now: 
     wrote = wrote_messages(labeler, project)
     # One draw per lease: a gold task of the first kind that has one left for this labeler.
     gold = project.gold_share > 0 and rng.random() < project.gold_share
-    for kind in kinds_in_serving_order(labeler=labeler, project=project, kinds=kinds, wrote=wrote):
+    for kind, head in serving_order(labeler=labeler, project=project, kinds=kinds, wrote=wrote):
         if gold:
             assignment = _lease_from(labeler, project, kind, gold=True, wrote=wrote, now=now)
             if assignment is not None:
                 return assignment
-        assignment = _lease_from(labeler, project, kind, gold=False, wrote=wrote, now=now)
+        assignment = _lease_from(labeler, project, kind, gold=False, wrote=wrote, now=now, head=head)
         if assignment is not None:
             return assignment
     return None
 
 
-def _lease_from(labeler, project: Project, kind: str, *, gold: bool, wrote: bool, now: datetime) -> Assignment | None:
+def _lease_from(
+    labeler, project: Project, kind: str, *, gold: bool, wrote: bool, now: datetime, head: int | None = None
+) -> Assignment | None:
+    """Lease the best task of `kind` in `labeler`'s queue. `head`, the id of that task as read a moment ago
+    without a lock, is tried first by its primary key (cheaper than reading the queue again); if another labeler
+    holds it locked or filled its overlap since, the queue is read."""
     queue = task_queue(labeler=labeler, project=project, kind=kind, gold=gold, wrote=wrote)
     if connection.features.has_select_for_update_skip_locked:
         queue = queue.select_for_update(skip_locked=True, no_key=True, of=("self",))
-    for _attempt in range(5):
-        task = queue.only("id", "required_labelers").first()
+    for attempt in range(5):
+        if attempt == 0 and head is not None:
+            # Still open (the labeler's own row lock keeps their history from changing meanwhile).
+            candidate = Task.objects.filter(pk=head, is_active=True, taken__lt=F("required_labelers"))
+            if connection.features.has_select_for_update_skip_locked:
+                candidate = candidate.select_for_update(skip_locked=True, no_key=True)
+            task = candidate.only("id", "required_labelers").first() or queue.only("id", "required_labelers").first()
+        else:
+            task = queue.only("id", "required_labelers").first()
         if task is None:
             return None
         place = Task.objects.filter(pk=task.pk)

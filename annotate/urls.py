@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate import views
+from annotate import chat_views, views
 
 app_name = "annotate"
 
@@ -29,5 +29,15 @@ urlpatterns = [
         "projects/<slug:slug>/label/<int:task_id>/report/<int:message_id>/",
         views.label_report,
         name="label_report",
+    ),
+    path("projects/<slug:slug>/chat/", chat_views.chat_home, name="chat_home"),
+    path("projects/<slug:slug>/chat/<int:chat_id>/", chat_views.chat_page, name="chat_page"),
+    path("projects/<slug:slug>/chat/<int:chat_id>/send/", chat_views.chat_send, name="chat_send"),
+    path("projects/<slug:slug>/chat/<int:chat_id>/end/", chat_views.chat_end, name="chat_end"),
+    path("projects/<slug:slug>/chat/<int:chat_id>/turns/<int:turn_id>/vote/", chat_views.chat_vote, name="chat_vote"),
+    path(
+        "projects/<slug:slug>/chat/<int:chat_id>/turns/<int:turn_id>/retry/",
+        chat_views.chat_retry,
+        name="chat_retry",
     ),
 ]

@@ -437,6 +437,8 @@ def labeler_run(spec: dict, barrier) -> dict:
             error("lease", status, lease)
             return 0
         kind = lease["kind"]
+        if spec["think"]:  # reading the task and judging it: exponential, cut at five times the mean
+            time.sleep(min(rng.expovariate(1 / spec["think"]), 5 * spec["think"]))
         body = submission_body(kind, lease["candidates"], rng)
         body["client_token"] = token = uuid.uuid4().hex
         path = f"/api/assignments/{lease['assignment']['id']}/submit/"
@@ -477,6 +479,8 @@ def labeler_run(spec: dict, barrier) -> dict:
     barrier.wait(timeout=BARRIER_TIMEOUT)
     out["start"] = time.monotonic()
     deadline = out["start"] + spec["seconds"]
+    if spec["think"]:  # labelers who think do not all start in the same millisecond
+        time.sleep(rng.uniform(0, spec["think"]))
     done = 0
     while done < spec["submissions"] and time.monotonic() < deadline:
         try:
@@ -499,7 +503,7 @@ def _process_main(spec: dict, barrier, results) -> None:
     results.put(labeler_run(spec, barrier))
 
 
-def run_level(server: Server, names: list[str], args) -> tuple[list[dict], dict]:
+def run_level(server: Server, names: list[str], args, think: float) -> tuple[list[dict], dict]:
     """Run one level; returns the labelers' records and the CPU seconds the client, the server and PostgreSQL
     spent from the labelers' common start (after sign-in: a password hash is ~0.3 s of CPU) to the last one's end."""
     specs = [
@@ -511,6 +515,7 @@ def run_level(server: Server, names: list[str], args) -> tuple[list[dict], dict]
             "seconds": args.seconds,
             "threads": args.client == "threads",
             "keepalive": args.keepalive,
+            "think": think,
         }
         for name in names
     ]
@@ -578,12 +583,13 @@ def three(values: list[float]) -> str:
 
 
 HEADER = (
-    f"{'mode':<11}{'labelers':>8}{'subs':>7}{'subs/s':>8}  {'lease p50/p95/p99 ms':<22}{'submit p50/p95/p99 ms':<23}"
+    f"{'mode':<11}{'think s':>7}{'labelers':>9}{'subs':>7}{'subs/s':>8}  "
+    f"{'lease p50/p95/p99 ms':<22}{'submit p50/p95/p99 ms':<23}"
     f"{'errors':>6}{'conn/req':>9}{'busy':>6}  CPU ms/sub: client/server/pg/other"
 )
 
 
-def row(mode: str, level: int, results: list[dict], cpu: dict) -> tuple[str, dict]:
+def row(mode: str, think: float, level: int, results: list[dict], cpu: dict) -> tuple[str, dict]:
     lease = [v for r in results for v in r["lease_ms"]]
     submit = [v for r in results for v in r["submit_ms"]]
     subs = sum(len(r["acked"]) for r in results)
@@ -594,7 +600,8 @@ def row(mode: str, level: int, results: list[dict], cpu: dict) -> tuple[str, dic
     cpu["other"] = cpu["machine"] - cpu["client"] - cpu["server"] - cpu["pg"]
     per = [1000 * cpu[key] / subs if subs else float("nan") for key in ("client", "server", "pg", "other")]
     line = (
-        f"{mode:<11}{level:>8}{subs:>7}{subs / wall if wall else 0:>8.1f}  {three(lease):<22}{three(submit):<23}"
+        f"{mode:<11}{think:>7g}{level:>9}{subs:>7}{subs / wall if wall else 0:>8.1f}  "
+        f"{three(lease):<22}{three(submit):<23}"
         f"{errors:>6}{connects / requests if requests else 0:>9.2f}{cpu['machine'] / wall if wall else 0:>6.2f}  "
         + " / ".join(f"{value:.1f}" for value in per)
     )
@@ -608,6 +615,13 @@ def main() -> None:
     parser.add_argument("--submissions", type=int, default=None, help="per labeler (default 150; --quick 20)")
     parser.add_argument("--seconds", type=float, default=None, help="per level at most (default 60; --quick 15)")
     parser.add_argument("--prompts", type=int, default=None, help="to import (default 1500; --quick 200)")
+    parser.add_argument(
+        "--think",
+        default=None,
+        help="comma-separated mean think times in seconds, each a series of levels (default 0,2; --quick 0): "
+        "0 is back to back (the machine's capacity); t > 0 waits an exponential time of mean t (cut at 5t) between "
+        "getting a task and submitting it, as a labeler reads and judges",
+    )
     parser.add_argument("--gunicorn-workers", type=int, default=0, help="default 2 × cores + 1")
     parser.add_argument("--client", choices=["threads", "processes"], default="threads", help="one labeler is …")
     parser.add_argument("--quick", action="store_true", help="smoke run: levels 1,4, few submissions")
@@ -628,12 +642,17 @@ def main() -> None:
     args.submissions = args.submissions or (20 if args.quick else 150)
     args.seconds = args.seconds or (15 if args.quick else 60)
     args.prompts = args.prompts or (200 if args.quick else 1500)
+    args.think = args.think or ("0" if args.quick else "0,2")
     levels = [int(x) for x in args.labelers.split(",")]
+    thinks = [float(x) for x in args.think.split(",")]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for mode in modes:
         if mode not in ("demo", "production"):
             parser.error(f"unknown mode {mode!r}")
-    names = {level: [f"lv{level}_{i:02d}" for i in range(level)] for level in levels}
+    series = [(think, level) for think in thinks for level in levels]
+    names = {
+        (think, level): [f"lv{j}_{level}_{i:02d}" for i in range(level)] for j, (think, level) in enumerate(series)
+    }
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -645,13 +664,13 @@ def main() -> None:
     print(
         f"machine: {os.cpu_count()} cores ({cpu_model}), load average {os.getloadavg()[0]:.2f}; "
         f"client: {args.client}, {'keep-alive' if args.keepalive else 'a new connection per request'}; "
-        f"levels {levels}; {args.submissions} submissions or {args.seconds:.0f} s per labeler; "
+        f"levels {levels}; think {thinks} s; {args.submissions} submissions or {args.seconds:.0f} s per labeler; "
         f"{args.prompts} + 51 prompts"
     )
     lines, verdicts, figures, notes = [], [], {}, []
     for mode in modes:
         work = Path(tempfile.mkdtemp(prefix=f"rewardlab-load-{mode}-"))
-        server = Server(mode, work, args, [n for level in levels for n in names[level]])
+        server = Server(mode, work, args, [n for key in series for n in names[key]])
         try:
             took = server.setup()
             server.start()
@@ -663,10 +682,10 @@ def main() -> None:
             acked: dict[tuple[str, str], int] = {}
             retries_ok = retries = 0
             by_kind: dict[str, list[float]] = {}
-            for level in levels:
+            for think, level in series:
                 server.analyze()
-                results, cpu = run_level(server, names[level], args)
-                line, figures[(mode, level)] = row(mode, level, results, cpu)
+                results, cpu = run_level(server, names[(think, level)], args, think)
+                line, figures[(mode, think, level)] = row(mode, think, level, results, cpu)
                 print(line, flush=True)
                 lines.append(line)
                 for r in results:
@@ -676,11 +695,12 @@ def main() -> None:
                     retries += r["retry_ok"] + len(r["retry_bad"])
                     for kind, values in r["submit_ms_by_kind"].items():
                         by_kind.setdefault(kind, []).extend(values)
+                    where = f"{mode} think {think:g} s, {level}"
                     for sample in r["error_samples"]:
-                        notes.append(f"{mode} {level}: {r['username']}: {sample}")
-                    notes += [f"{mode} {level}: {r['username']}: repeat gave {bad}" for bad in r["retry_bad"]]
+                        notes.append(f"{where}: {r['username']}: {sample}")
+                    notes += [f"{where}: {r['username']}: repeat gave {bad}" for bad in r["retry_bad"]]
                     if r["dry"]:
-                        notes.append(f"{mode} {level}: {r['username']} ran out of tasks (204)")
+                        notes.append(f"{where}: {r['username']} ran out of tasks (204)")
             stored = server.stored()
             lost = sum(1 for key in acked if key not in stored)
             doubled = sum(1 for ids in stored.values() if len(ids) > 1)
@@ -714,13 +734,15 @@ def main() -> None:
     print("\n" + HEADER)
     print("\n".join(lines))
     print("\n".join(verdicts))
-    if ("production", 16) in figures:
-        f = figures[("production", 16)]
+    for think in thinks:
+        if ("production", think, 16) not in figures:
+            continue
+        f = figures[("production", think, 16)]
         for name in ("lease", "submit"):
             p99 = pct(f[name], 99)
             print(
-                f"target: production, 16 labelers, {name} p99 < {TARGET_P99_MS:.0f} ms: {p99:.1f} ms "
-                f"{'met' if p99 < TARGET_P99_MS else 'NOT met'}"
+                f"target: production, 16 labelers, think {think:g} s, {name} p99 < {TARGET_P99_MS:.0f} ms: "
+                f"{p99:.1f} ms {'met' if p99 < TARGET_P99_MS else 'NOT met'}"
             )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if notes:

@@ -111,12 +111,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+    # Tests on SQLite use a file, not the shared in-memory database: there a read in one thread (a live server
+    # answering a poll) makes another thread's write fail at once ("table is locked") instead of waiting.
+    DATABASES["default"].setdefault("TEST", {}).setdefault("NAME", str(VAR_DIR / "test-rewardlab.sqlite3"))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend with role checks of one query per request (annotate/backends.py).
+    "annotate.backends.RoleBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -261,6 +265,7 @@ CELERY_TASK_ROUTES = {
     "rewardlab.tasks.train_*": {"queue": "training"},
     "rewardlab.tasks.run_execute": {"queue": "training"},
     "rewardlab.tasks.score_candidates": {"queue": "training"},
+    "rewardlab.tasks.chat_generate": {"queue": "inference"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1)
 CELERY_TASK_ACKS_LATE = False  # only idempotent tasks opt in, per task
@@ -307,6 +312,8 @@ REWARDLAB_WORKER_HEARTBEAT_TIMEOUT = env_int("REWARDLAB_WORKER_HEARTBEAT_TIMEOUT
 REWARDLAB_HEALTH_QUEUES = env_list("REWARDLAB_HEALTH_QUEUES", ["default", "training"])
 REWARDLAB_HEALTH_TIMEOUT = float(os.environ.get("REWARDLAB_HEALTH_TIMEOUT", 3))
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes speak plain HTTP to the app behind the TLS proxy
+# Live chat: a turn whose two replies are not written within this many seconds fails (with a retry button).
+REWARDLAB_CHAT_TIMEOUT_SECONDS = env_int("REWARDLAB_CHAT_TIMEOUT_SECONDS", 120)
 # Import limits: a text longer than this (characters) or a file with more rows than this is refused.
 REWARDLAB_MAX_TEXT_CHARS = env_int("REWARDLAB_MAX_TEXT_CHARS", 32_000)
 REWARDLAB_MAX_IMPORT_ROWS = env_int("REWARDLAB_MAX_IMPORT_ROWS", 200_000)

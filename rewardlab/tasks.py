@@ -57,6 +57,19 @@ def cycles_tick() -> dict[str, int]:
     return cycles.cycles_tick()
 
 
+@shared_task(
+    name="rewardlab.tasks.chat_generate",
+    ignore_result=True,
+    soft_time_limit=settings.REWARDLAB_CHAT_TIMEOUT_SECONDS,  # raises inside generation: the turn fails cleanly
+    time_limit=settings.REWARDLAB_CHAT_TIMEOUT_SECONDS + 30,
+)
+def chat_generate(turn_id: int) -> str:
+    """Write a live chat turn's two replies (the `inference` queue: a worker that keeps the policy loaded)."""
+    from rewardlab import inference  # torch and transformers: only the worker that writes replies loads them
+
+    return inference.generate_turn(turn_id)
+
+
 @worker_ready.connect
 def _fail_runs_of_previous_process(sender, **_) -> None:
     """A worker coming up runs nothing yet: a run still marked running under its name died with it."""

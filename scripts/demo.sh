@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts the web app, one Celery worker (default and training queues) and beat on the embedded defaults.
+# Starts the web app, a Celery worker for the default and training queues, one for live chat replies (inference,
+# so a chat is answered while a model trains) and beat, on the embedded defaults.
 # Ctrl-C (or any of them exiting) stops every process this script started.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ pids=()
 stop() {
   trap - INT TERM EXIT
   echo
-  echo "Stopping RewardLab (web, worker, beat)…"
+  echo "Stopping RewardLab (web, workers, beat)…"
   kill -TERM "${pids[@]}" 2>/dev/null
   wait "${pids[@]}" 2>/dev/null
   exit 0
@@ -23,6 +24,9 @@ pids+=($!)
 "$PY" -m celery -A rewardlab worker -Q default,training --concurrency 1 --loglevel INFO \
   --hostname "demo@%h" >var/log/worker.log 2>&1 &
 pids+=($!)
+"$PY" -m celery -A rewardlab worker -Q inference --concurrency 1 --loglevel INFO \
+  --hostname "inference@%h" >var/log/inference.log 2>&1 &
+pids+=($!)
 "$PY" -m celery -A rewardlab beat --loglevel INFO >var/log/beat.log 2>&1 &
 pids+=($!)
 
@@ -31,7 +35,7 @@ cat <<MSG
 
   RewardLab is running at http://127.0.0.1:$PORT/
   Sign in as labeler / labeler-demo, researcher / researcher-demo or admin / admin-demo.
-  Worker and beat logs: var/log/worker.log, var/log/beat.log.   Ctrl-C stops everything.
+  Logs: var/log/worker.log, var/log/inference.log (chat replies), var/log/beat.log.   Ctrl-C stops everything.
 
 MSG
 # Return as soon as any one process exits; the EXIT trap then stops the others.

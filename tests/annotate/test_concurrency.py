@@ -85,3 +85,31 @@ def test_sixteen_labelers_fill_every_overlap_exactly(make_user):
     assert set(Task.objects.filter(project=project).values_list("taken", flat=True)) == {OVERLAP}
     assert not Assignment.objects.filter(task__project=project, status=AssignmentStatus.ACTIVE).exists()
     assert services.task_places_recount(project=project) == 0
+
+
+def test_a_lease_commits_without_waiting_for_the_disk_and_a_judgement_waits(make_user):
+    from django.db import transaction
+    from django.test.utils import CaptureQueriesContext
+
+    project = services.project_create(name="Durable", slug="durable", import_task_kinds=["rate"])
+    services.prompts_import(
+        project=project, data=jsonl({"prompt": "Q?", "completions": ["A.", "B."]}), filename="q.jsonl"
+    )
+    labeler = make_user(RoleName.LABELER, "durable")
+
+    def setting() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    with CaptureQueriesContext(connection) as lease_sql:
+        assignment = services.task_lease_next(labeler=labeler, project=project)
+    with CaptureQueriesContext(connection) as submit_sql:
+        services.rating_submit(labeler=labeler, assignment_id=assignment.pk, score=4, client_token="t1")
+    assert any("synchronous_commit TO OFF" in q["sql"] for q in lease_sql.captured_queries)
+    assert not any("synchronous_commit" in q["sql"] for q in submit_sql.captured_queries)
+    assert setting() == "on"  # SET LOCAL: only that transaction
+    with transaction.atomic():  # a lease inside a caller's transaction leaves the caller's durability alone
+        with transaction.atomic():
+            services._lease_commits_without_waiting_for_disk()
+        assert setting() == "on"

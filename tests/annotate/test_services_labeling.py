@@ -360,3 +360,38 @@ def test_progress_counts_today_and_the_median_time(labeler, imported):
     assert (progress.done_today, progress.done_total) == (3, 3)
     assert progress.open_in_queue == 1 + 1 + 2 + 1  # demonstrate, rank, compare pairs, the last rating
     assert progress.median_seconds_today is not None
+
+
+def test_a_stale_head_of_the_queue_falls_back_to_reading_the_queue(monkeypatch, make_user, imported):
+    """The lease reads the best task of each kind without a lock, then locks that task by its key. If its overlap
+    filled up in between (another labeler leased it), the queue is read again under the lock."""
+    ratings = list(Task.objects.filter(project=imported, kind="rate").order_by("created_at", "id"))
+    full, next_best = ratings[0], ratings[1]
+    Task.objects.filter(pk=full.pk).update(taken=full.required_labelers)  # filled since the head was read
+    real_heads = services._queue_heads
+
+    def stale_heads(**kwargs):
+        heads = real_heads(**kwargs)
+        heads["rate"] = (-full.priority, full.created_at, full.pk)
+        return heads
+
+    monkeypatch.setattr(services, "_queue_heads", stale_heads)
+    imported.kind_mix = {"rate": 1, "compare": 1}
+    served = services.task_lease_next(labeler=make_user("labeler"), project=imported, kinds=["rate", "compare"])
+    assert served.task != full
+    assert served.task == next_best or served.task.kind == "compare"
+    full.refresh_from_db()
+    assert full.taken == full.required_labelers  # not overfilled
+
+
+def test_the_heads_of_every_kind_take_one_query_on_postgresql(labeler, imported, django_assert_max_num_queries):
+    from django.db import connection
+
+    kinds = ["demonstrate", "rank", "compare", "rate"]
+    with django_assert_max_num_queries(1 if connection.vendor == "postgresql" else len(kinds)):
+        heads = services._queue_heads(labeler=labeler, project=imported, kinds=kinds, wrote=False)
+    best = {
+        kind: Task.objects.filter(project=imported, kind=kind).order_by("-priority", "created_at", "id").first()
+        for kind in kinds
+    }
+    assert {kind: head[2] for kind, head in heads.items()} == {kind: task.pk for kind, task in best.items()}
