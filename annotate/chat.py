@@ -109,7 +109,7 @@ def chat_start(*, labeler, project: Project, goal: str, text: str, now: datetime
 
 
 def _locked_chat(labeler, chat_id: int) -> Chat:
-    chat = Chat.objects.select_for_update().select_related("project").filter(pk=chat_id).first()
+    chat = Chat.objects.select_for_update(of=("self",)).select_related("project").filter(pk=chat_id).first()
     if chat is None or chat.labeler_id != labeler.pk:
         raise ChatError("This chat is not yours.")
     return chat
@@ -137,7 +137,7 @@ def chat_send(*, labeler, chat_id: int, text: str, now: datetime | None = None) 
 @transaction.atomic
 def chat_retry(*, labeler, turn_id: int, now: datetime | None = None) -> ChatTurn:
     """Ask again for the replies of a turn whose generation failed (nothing in the conversation is lost)."""
-    turn = ChatTurn.objects.select_for_update().select_related("chat__project").filter(pk=turn_id).first()
+    turn = ChatTurn.objects.select_for_update(of=("self",)).select_related("chat__project").filter(pk=turn_id).first()
     if turn is None or turn.chat.labeler_id != labeler.pk:
         raise ChatError("This chat is not yours.")
     if turn.status != TurnStatus.FAILED:
@@ -191,7 +191,7 @@ def turn_conversation(turn: ChatTurn) -> list[dict[str, str]]:
 def turn_replies_store(*, turn_id: int, replies: list[tuple[str, object]], now: datetime | None = None) -> ChatTurn:
     """Store the two replies (text, the ModelVersion that wrote it) and their compare task; the sides shown are
     the task's per-labeler shuffle, kept on the turn. A turn no longer running (timed out meanwhile) is left."""
-    turn = ChatTurn.objects.select_for_update().select_related("chat", "prompt").get(pk=turn_id)
+    turn = ChatTurn.objects.select_for_update(of=("self",)).select_related("chat", "prompt").get(pk=turn_id)
     if turn.status != TurnStatus.RUNNING:
         return turn
     if len(replies) != 2:
@@ -269,7 +269,12 @@ def chat_vote(
     message, and the conversation goes on from it; else from the chosen reply. Sending the same vote again (same
     `client_token`) returns the first."""
     now = now or timezone.now()
-    turn = ChatTurn.objects.select_for_update().select_related("chat", "comparison_task").filter(pk=turn_id).first()
+    turn = (
+        ChatTurn.objects.select_for_update(of=("self",))
+        .select_related("chat", "comparison_task")
+        .filter(pk=turn_id)
+        .first()
+    )
     if turn is None or turn.chat.labeler_id != labeler.pk:
         raise ChatError("This chat is not yours.")
     if turn.status == TurnStatus.VOTED:

@@ -31,6 +31,7 @@ class Command(BaseCommand):
                 guidelines=(DEMO_DIR / "guidelines.md").read_text(encoding="utf-8"),
                 import_task_kinds=list(TaskKind.values),
                 ranking_k=4,
+                chat_enabled=True,  # live chat answers once a policy serves (train SFT on Runs, promote it)
             )
             data = (DEMO_DIR / "demo_prompts.jsonl").read_bytes()
             result = services.prompts_import(project=project, data=data, filename="demo_prompts.jsonl")
