@@ -85,7 +85,9 @@ def _new_turn(chat: Chat, number: int, parent: Message | None, text: str, now: d
         role="user",
         text=text,
         depth=depth,
-        path_hash=services.path_hash(parent.path_hash if parent else "", "user", text),
+        # A chat's paths are its own (the root is salted with the chat): two labelers who open with the same words
+        # start two conversations, and replies the model writes to each never collide as one path.
+        path_hash=services.path_hash(parent.path_hash if parent else f"chat-{chat.pk}", "user", text),
         author_user=chat.labeler,
         metadata={"chat": chat.pk},
     )

@@ -19,6 +19,7 @@ Labelers appear under a pseudonym, stable within a project. Judgements sent back
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -41,6 +42,8 @@ DATASETS = ("preferences", "sft", "hh", "trees", "ratings", "prompts")
 STYLES = ("standard", "conversational")
 AGGREGATIONS = ("raw", "majority", "bradley_terry")
 TIE_POLICIES = ("drop", "label")
+# Judgements imported with a dataset (not a labeler's): kept with the labelers' (include), left out, or alone.
+IMPORTED = ("include", "exclude", "only")
 FORMATS = ("jsonl", "parquet")
 CHUNK = 5000
 
@@ -68,6 +71,7 @@ class ExportOptions:
     kinds: tuple[str, ...] = ()  # rank, compare (preferences); empty: all that apply
     model_versions: tuple[int, ...] = ()  # keep pairs with a reply written by one of these versions
     min_agreement: float | None = None  # keep prompts whose votes agree with their majority at least this much
+    imported: str = "include"  # judgements imported with a dataset: include, exclude, only
 
     def __post_init__(self) -> None:
         for name, allowed in [
@@ -76,6 +80,7 @@ class ExportOptions:
             ("aggregation", AGGREGATIONS),
             ("ties", TIE_POLICIES),
             ("format", FORMATS),
+            ("imported", IMPORTED),
         ]:
             if getattr(self, name) not in allowed:
                 raise ExportError(
@@ -106,6 +111,7 @@ class ExportOptions:
     @classmethod
     def from_filter(cls, data: dict) -> ExportOptions:
         values = dict(data)
+        values.setdefault("imported", "include")  # snapshots frozen before imported judgements existed
         for key in ("date_from", "date_to"):
             if values.get(key):
                 values[key] = date.fromisoformat(values[key])
@@ -236,6 +242,10 @@ def _counted(model, project: Project, options: ExportOptions, only_ids: Iterable
         rows = rows.filter(created_at__lte=timezone.make_aware(datetime.combine(options.date_to, time.max)))
     if options.labelers:
         rows = rows.filter(labeler_id__in=options.labelers)
+    if options.imported == "exclude":
+        rows = rows.filter(import_source__isnull=True)
+    elif options.imported == "only":
+        rows = rows.filter(import_source__isnull=False)
     if only_ids is not None:
         rows = rows.filter(pk__in=list(only_ids))
     return rows.order_by("id")
@@ -337,13 +347,15 @@ def preference_rows(project: Project, options: ExportOptions, only_ids: dict | N
                         yield _pair_row(project, options, conversations, r["task__anchor_id"], pair, extra)
     if TaskKind.COMPARE in kinds:
         queryset = _counted(Comparison, project, options, None if only_ids is None else only_ids.get("comparisons", []))
-        for chunk in _chunks(queryset, [*common, "candidate_a_id", "candidate_b_id", "choice", "both_bad"]):
+        for chunk in _chunks(queryset, [*common, "candidate_a_id", "candidate_b_id", "choice", "both_bad", "margin"]):
             conversations.load(
                 [r["task__anchor_id"] for r in chunk]
                 + [m for r in chunk for m in (r["candidate_a_id"], r["candidate_b_id"])]
             )
             for r in chunk:
                 pair = comparison_pair(r["candidate_a_id"], r["candidate_b_id"], r["choice"], ties=options.ties)
+                if pair is not None and r["margin"] is not None:  # an imported judgement's own strength
+                    pair = dataclasses.replace(pair, margin=r["margin"])
                 if pair is not None and filters.keep(r["task__anchor_id"], pair):
                     extra = _provenance(project, r, "comparison")
                     extra["flags"] = ["both_bad"] if r["both_bad"] else []

@@ -154,6 +154,18 @@ class ExportForm(forms.Form):
     min_agreement = forms.FloatField(
         required=False, min_value=0, max_value=1, help_text="Keep prompts whose votes agree this much (0 to 1)."
     )
+    imported = forms.ChoiceField(
+        choices=[
+            ("include", "With the labelers' judgements"),
+            ("exclude", "Left out"),
+            ("only", "Only imported judgements"),
+        ],
+        label="Judgements imported with a dataset",
+        required=False,
+    )
+
+    def clean_imported(self) -> str:
+        return self.cleaned_data["imported"] or "include"
 
     def clean_labelers(self) -> tuple[int, ...]:
         from django.contrib.auth import get_user_model

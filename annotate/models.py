@@ -230,6 +230,8 @@ class ImportSource(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_sources")
     name = models.CharField(max_length=255)
+    # "prompts" (prompts and replies, to be labeled), or the format of a file imported with its judgements.
+    format = models.CharField(max_length=16, default="prompts")
     sha256 = models.CharField(max_length=64)
     row_count = models.PositiveIntegerField(default=0)
     stats = models.JSONField(default=dict, blank=True)
@@ -515,6 +517,8 @@ class Comparison(Annotation):
     candidate_b = models.ForeignKey(Message, on_delete=models.PROTECT, related_name="+")
     choice = models.SmallIntegerField()
     both_bad = models.BooleanField(default=False)
+    # An imported judgement's own strength (a TRL margin, a score difference); exports prefer it to |choice| - 1.
+    margin = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

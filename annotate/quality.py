@@ -24,7 +24,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from annotate import agreement
-from annotate.models import Comparison, Demonstration, Project, Ranking, Rating, TaskCandidate, TaskKind
+from annotate.models import Comparison, Demonstration, ImportSource, Project, Ranking, Rating, TaskCandidate, TaskKind
 
 User = get_user_model()
 
@@ -320,6 +320,50 @@ class DayCount:
 
 
 @dataclass(frozen=True)
+class DatasetAgreement:
+    """How the team's judgements agree with one imported dataset's, on the pairs both judged."""
+
+    source: ImportSource
+    judgements: int  # the dataset's judgements in the project
+    pairs_shared: int  # candidate pairs both the dataset and at least one labeler judged
+    team_votes: int  # the labelers' votes on those pairs
+    agreeing: int  # of them, the ones with the dataset's relation (better, worse, about the same)
+
+    @property
+    def share(self) -> float | None:
+        return self.agreeing / self.team_votes if self.team_votes else None
+
+
+def dataset_agreement(*, project: Project, judgements: Judgements) -> list[DatasetAgreement]:
+    """Per import source with judgements in the project: its agreement with the team (labelers), pair by pair."""
+    sources = {-s.pk: s for s in ImportSource.objects.filter(project=project).exclude(format="prompts")}
+    if not sources:
+        return []
+    counts = Counter(coder for _t, _a, coder, _tiers in judgements.rankings if coder < 0)
+    counts.update(coder for _t, _a, coder, _p, _c in judgements.comparisons if coder < 0)
+    shared: Counter = Counter()
+    votes: Counter = Counter()
+    agreeing: Counter = Counter()
+    for pairs in judgements.pair_votes().values():
+        for pair_votes in pairs.values():
+            team = [relation for coder, relation in pair_votes if coder > 0]
+            if not team:
+                continue
+            for source in {coder for coder, _ in pair_votes if coder < 0}:
+                mine = agreement.majority([relation for coder, relation in pair_votes if coder == source])
+                if mine is None:
+                    continue
+                shared[source] += 1
+                votes[source] += len(team)
+                agreeing[source] += sum(relation == mine for relation in team)
+    return [
+        DatasetAgreement(sources[coder], counts[coder], shared[coder], votes[coder], agreeing[coder])
+        for coder in sorted(sources, reverse=True)
+        if counts[coder]
+    ]
+
+
+@dataclass(frozen=True)
 class QualityReport:
     project: Project
     days: list[DayCount]
@@ -330,6 +374,7 @@ class QualityReport:
     median_seconds: float | None
     contested: list[PromptConsensus]
     prompts_aggregated: int
+    datasets: list[DatasetAgreement] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -373,7 +418,9 @@ def _median(values: Iterable[float]) -> float | None:
 def quality_report(
     *, project: Project, days: int = 30, contested: int = 10, now: datetime | None = None
 ) -> QualityReport:
-    judgements = Judgements.load(project)
+    everything = Judgements.load(project)
+    # Labeler agreement and quality figures are the team's: imported judgements are reported apart (datasets).
+    judgements = Judgements.load(project, restrict=lambda model, rows: rows.filter(import_source__isnull=True))
     counts: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TaskKind.values, 0))
     times: dict[int, list[int]] = defaultdict(list)
     last: dict[int, datetime] = {}
@@ -421,6 +468,7 @@ def quality_report(
             (p for p in prompts if p.split_pairs or p.agreement < 1.0), key=lambda p: (p.agreement, p.anchor_id)
         )[:contested],
         prompts_aggregated=len(prompts),
+        datasets=dataset_agreement(project=project, judgements=everything),
     )
 
 

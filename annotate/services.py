@@ -163,7 +163,7 @@ def import_limits() -> Limits:
 
 
 @dataclass
-class _Node:
+class MessageNode:
     hash: str
     parent_hash: str
     role: str
@@ -196,49 +196,25 @@ def _import_records(
     )
 
     # 1. Every node of every record, addressed by path hash (a prompt repeated in the file appears once).
-    nodes: dict[str, _Node] = {}
+    nodes: dict[str, MessageNode] = {}
     anchors: list[tuple[PromptRecord, str, list[str]]] = []  # record, anchor hash, candidate hashes
     for record in records:
         parent = ""
         for depth, turn in enumerate(record.conversation):
             h = path_hash(parent, turn.role, turn.text)
-            nodes.setdefault(h, _Node(h, parent, turn.role, turn.text, depth, {}))
+            nodes.setdefault(h, MessageNode(h, parent, turn.role, turn.text, depth, {}))
             parent = h
         anchor_hash = parent
         nodes[anchor_hash].metadata = {**record.metadata, "import_line": record.line}
         candidate_hashes = []
         for text in record.completions:
             h = path_hash(anchor_hash, "assistant", text)
-            nodes.setdefault(h, _Node(h, anchor_hash, "assistant", text, len(record.conversation), {}))
+            nodes.setdefault(h, MessageNode(h, anchor_hash, "assistant", text, len(record.conversation), {}))
             candidate_hashes.append(h)
         anchors.append((record, anchor_hash, candidate_hashes))
 
     # 2. Reuse what the project already has; create the rest level by level so parents have ids.
-    ids = _existing_message_ids(project, list(nodes))
-    created: set[str] = set()
-    for depth in sorted({node.depth for node in nodes.values()}):
-        new = [n for n in nodes.values() if n.depth == depth and n.hash not in ids]
-        messages = Message.objects.bulk_create(
-            [
-                Message(
-                    project=project,
-                    parent_id=ids[n.parent_hash] if n.parent_hash else None,
-                    role=n.role,
-                    text=n.text,
-                    depth=n.depth,
-                    path_hash=n.hash,
-                    author_import=source,
-                    metadata=n.metadata,
-                )
-                for n in new
-            ],
-            batch_size=500,
-        )
-        if messages and messages[0].pk is None:  # a backend that cannot return ids from a bulk insert
-            ids.update(_existing_message_ids(project, [n.hash for n in new]))
-        else:
-            ids.update({m.path_hash: m.pk for m in messages})
-        created.update(n.hash for n in new)
+    ids, created = messages_store(project, source, nodes)
 
     # 3. Tasks per the project's settings, skipping any that already exist for the same candidates.
     tasks_created = _create_import_tasks(project, source, anchors, ids)
@@ -263,7 +239,38 @@ def _import_records(
     return result
 
 
-def _existing_message_ids(project: Project, hashes: list[str]) -> dict[str, int]:
+def messages_store(project: Project, source: ImportSource, nodes: dict[str, MessageNode]) -> tuple[dict[str, int], set]:
+    """Ids of the conversation nodes (by path hash): the project's own where it has them, the rest created (authored
+    by the import `source`) level by level, so that parents have ids. Returns (ids, hashes created)."""
+    ids = existing_message_ids(project, list(nodes))
+    created: set[str] = set()
+    for depth in sorted({node.depth for node in nodes.values()}):
+        new = [n for n in nodes.values() if n.depth == depth and n.hash not in ids]
+        messages = Message.objects.bulk_create(
+            [
+                Message(
+                    project=project,
+                    parent_id=ids[n.parent_hash] if n.parent_hash else None,
+                    role=n.role,
+                    text=n.text,
+                    depth=n.depth,
+                    path_hash=n.hash,
+                    author_import=source,
+                    metadata=n.metadata,
+                )
+                for n in new
+            ],
+            batch_size=500,
+        )
+        if messages and messages[0].pk is None:  # a backend that cannot return ids from a bulk insert
+            ids.update(existing_message_ids(project, [n.hash for n in new]))
+        else:
+            ids.update({m.path_hash: m.pk for m in messages})
+        created.update(n.hash for n in new)
+    return ids, created
+
+
+def existing_message_ids(project: Project, hashes: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for start in range(0, len(hashes), 1000):
         chunk = hashes[start : start + 1000]

@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db.models import Max, Min
 
 from annotate import exports
-from annotate.models import Comparison, Demonstration, Project, Ranking
+from annotate.models import Comparison, Demonstration, ImportSource, Project, Ranking
 from rewardlab.models import DatasetSnapshot
 
 # What a reward model trains on: every preference pair, standard prompts, ties dropped (a tie carries no
@@ -34,6 +34,10 @@ def reward_pairs(snapshot: DatasetSnapshot) -> Iterator[dict]:
         getattr(options, name) != getattr(REWARD_DATASET, name) for name in ("dataset", "style", "ties", "aggregation")
     ):
         raise ValueError(f"Snapshot {snapshot.pk} does not hold raw standard preference pairs without ties.")
+    imports = {
+        f"import-{pk}": f"{name} (import {pk})"
+        for pk, name in ImportSource.objects.filter(project=snapshot.project).values_list("id", "name")
+    }
     for row in exports.preference_rows(snapshot.project, options, only_ids=snapshot.annotation_ids):
         yield {
             "prompt": row["prompt"],
@@ -43,6 +47,7 @@ def reward_pairs(snapshot: DatasetSnapshot) -> Iterator[dict]:
             "weight": float(row["weight"]),
             "group": row["prompt"],
             "kind": row["source"],
+            "source": imports.get(row["labeler"], "labelers"),
         }
 
 

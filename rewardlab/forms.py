@@ -27,11 +27,20 @@ class RewardRunForm(forms.Form):
     use_margin = forms.BooleanField(
         required=False, label="Use margins", help_text="A stronger A/B preference asks for a larger score gap."
     )
+    imported = forms.ChoiceField(
+        choices=[
+            ("include", "Included, beside the labelers' judgements"),
+            ("exclude", "Left out: the labelers' judgements only"),
+            ("only", "Only them: a first reward model from imported data"),
+        ],
+        initial="include",
+        label="Judgements imported with datasets",
+    )
 
     @classmethod
     def defaults(cls) -> dict:
         config = RewardConfig(base_model=settings.REWARDLAB_REWARD_BASE_MODEL)
-        return {name: getattr(config, name) for name in cls.base_fields}
+        return {name: getattr(config, name) for name in cls.base_fields if name != "imported"} | {"imported": "include"}
 
 
 class PolicyRunForm(forms.Form):

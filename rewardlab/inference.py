@@ -48,8 +48,11 @@ def loaded_policy(path: str) -> tuple[Any, Any]:
         return tokenizer, model
 
 
-def chat_config(project) -> SampleConfig:
+def chat_config(project, seed: int = 0) -> SampleConfig:
+    """Sampling settings for one turn. `seed` differs per turn and per attempt (sampling reseeds its generators), so
+    two labelers sending the same message, or a retry, do not get the same pair of replies again."""
     return SampleConfig(
+        seed=seed,
         prompts=1,
         replies_per_prompt=2,
         max_new_tokens=project.chat_max_tokens,
@@ -86,7 +89,7 @@ def generate_turn(turn_id: int) -> str:
         opponent = serving
         if project.chat_opponent == ChatOpponent.PREVIOUS:
             opponent = services.previous_policy(project, serving) or serving
-        config = chat_config(project)
+        config = chat_config(project, seed=(turn.pk * 7919 + turn.attempts) % 2**31)
         turns = chat.turn_conversation(turn)
         if opponent.pk == serving.pk:
             texts = _write(serving, turns, config, 2, [])

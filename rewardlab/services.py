@@ -150,12 +150,22 @@ def _field_named_in(message: str, config_class) -> str:
 
 
 def run_start_reward(
-    *, project: Project, config: dict, created_by=None, snapshot: DatasetSnapshot | None = None
+    *,
+    project: Project,
+    config: dict,
+    created_by=None,
+    snapshot: DatasetSnapshot | None = None,
+    imported: str = "include",
 ) -> TrainingRun:
     """Queue a reward-model run on the `training` queue. Its dataset is frozen first (or the given snapshot is
-    used), so the run trains on exactly the pairs recorded with it however many arrive while it runs."""
+    used), so the run trains on exactly the pairs recorded with it however many arrive while it runs. `imported`:
+    the judgements imported with datasets are included (the default), excluded, or the only ones ("only": a first
+    reward model from imported data alone)."""
     clean = reward_config_clean(config)
-    snapshot = _snapshot_for(project, datasets.REWARD_DATASET, "Reward model dataset", snapshot, created_by)
+    if imported not in exports.IMPORTED:
+        raise RunError(f"imported must be one of {', '.join(exports.IMPORTED)}, not {imported!r}.", field="imported")
+    options = dataclasses.replace(datasets.REWARD_DATASET, imported=imported)
+    snapshot = _snapshot_for(project, options, "Reward model dataset", snapshot, created_by)
     pairs = datasets.reward_pair_count(snapshot)
     if pairs < MIN_REWARD_PAIRS:
         raise RunError(

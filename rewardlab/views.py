@@ -51,7 +51,10 @@ def run_reward_new(request, slug: str):
     form = RewardRunForm(request.POST or None, initial=RewardRunForm.defaults())
     if request.method == "POST" and form.is_valid():
         try:
-            run = services.run_start_reward(project=project, config=form.cleaned_data, created_by=request.user)
+            config = {k: v for k, v in form.cleaned_data.items() if k != "imported"}
+            run = services.run_start_reward(
+                project=project, config=config, created_by=request.user, imported=form.cleaned_data["imported"]
+            )
         except services.RunError as error:
             form.add_error(error.field if error.field in form.fields else None, error.message)
         else:

@@ -36,6 +36,9 @@ class ExportOptionsSerializer(serializers.Serializer):
     kinds = serializers.ListField(child=serializers.ChoiceField(["rank", "compare"]), required=False, default=list)
     model_versions = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list)
     min_agreement = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0, max_value=1)
+    imported = serializers.ChoiceField(
+        exports.IMPORTED, default="include", help_text="Judgements imported with a dataset: include, exclude, only."
+    )
 
     def to_options(self) -> exports.ExportOptions:
         data = {name: value for name, value in self.validated_data.items() if name in OPTION_NAMES}

@@ -44,6 +44,11 @@ class RunStartSerializer(serializers.Serializer):
     base_version = serializers.IntegerField(required=False, help_text="Policy version to start (or sample) from.")
     reward_version = serializers.IntegerField(required=False, help_text="PPO: the reward model (default: serving).")
     opponent_version = serializers.IntegerField(required=False, help_text="Sampling: the head-to-head policy.")
+    imported = serializers.ChoiceField(
+        choices=["include", "exclude", "only"],
+        required=False,
+        help_text="Reward model: judgements imported with datasets are included (default), excluded, or the only ones.",
+    )
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -112,6 +117,10 @@ class ProjectRunListView(APIView):
                 raise ValidationError({name: [f"No {ModelKind(model_kind).label.lower()} #{version_id} in {project}."]})
             links[name] = version
         config = data.validated_data["config"]
+        if "imported" in data.validated_data:
+            if kind != RunKind.REWARD:
+                raise ValidationError({"imported": [f"A {RunKind(kind).label} run does not take imported."]})
+            links["imported"] = data.validated_data["imported"]
         try:
             run = STARTERS[kind](project=project, config=config, created_by=request.user, **links)
         except services.RunError as error:

@@ -161,7 +161,7 @@ class ImportSourceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ImportSource
-        fields = ["id", "name", "sha256", "row_count", "stats", "imported_by", "created_at"]
+        fields = ["id", "name", "format", "sha256", "row_count", "stats", "imported_by", "created_at"]
 
 
 class ProjectOverviewSerializer(serializers.Serializer):
@@ -191,6 +191,32 @@ class ProjectOverviewSerializer(serializers.Serializer):
 
 class PromptUploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="A JSONL file, one prompt per line (see README).")
+
+
+class JudgementUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A JSONL file in one of the formats (see README).")
+    format = serializers.ChoiceField(["trl", "hh", "oasst", "arena", "rated"], help_text="The file's shape.")
+    open_tasks = serializers.BooleanField(
+        default=False, help_text="Also open the imported pairs as tasks for the project's labelers."
+    )
+
+
+class JudgementImportQuerySerializer(serializers.Serializer):
+    """A raw-body upload's options, as query parameters."""
+
+    format = serializers.ChoiceField(["trl", "hh", "oasst", "arena", "rated"], help_text="The file's shape.")
+    open_tasks = serializers.BooleanField(default=False)
+    filename = serializers.CharField(required=False, default="upload.jsonl", max_length=255)
+
+
+class JudgementImportResultSerializer(serializers.Serializer):
+    import_source = ImportSourceSerializer(source="source")
+    rows = serializers.IntegerField(help_text="Judgements imported.")
+    judgements = serializers.DictField(child=serializers.IntegerField(), help_text="By kind: compare, rank.")
+    prompts_created = serializers.IntegerField()
+    replies_created = serializers.IntegerField()
+    tasks_created = serializers.IntegerField()
+    tasks_opened = serializers.IntegerField(help_text="Of the new tasks, those open for the project's labelers.")
 
 
 class ImportResultSerializer(serializers.Serializer):

@@ -31,6 +31,7 @@ urlpatterns = [
     path("projects/", views.ProjectListView.as_view(), name="project-list"),
     path("projects/<slug:slug>/", views.ProjectDetailView.as_view(), name="project-detail"),
     path("projects/<slug:slug>/prompts/import/", views.PromptImportView.as_view(), name="prompt-import"),
+    path("projects/<slug:slug>/judgements/import/", views.JudgementImportView.as_view(), name="judgement-import"),
     path("projects/<slug:slug>/tasks/", views.TaskListView.as_view(), name="task-list"),
     path("projects/<slug:slug>/tasks/priority/", views.TaskPriorityBulkView.as_view(), name="task-priority-bulk"),
     path("projects/<slug:slug>/annotations/", views.AnnotationListView.as_view(), name="annotation-list"),

@@ -17,7 +17,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotate import selectors, services
+from annotate import judgement_import, selectors, services
 from annotate.api import selectors as api_selectors
 from annotate.api import serializers as s
 from annotate.api.errors import LockedOut
@@ -158,6 +158,45 @@ class PromptImportView(APIView):
             data, filename = upload.read(), upload.name
         result = services.prompts_import(project=project, data=data, filename=filename, imported_by=request.user)
         return Response(s.ImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
+
+
+class JudgementImportView(APIView):
+    permission_classes = [RESEARCHER]
+    parser_classes = [MultiPartParser, JSONLinesParser, NDJSONParser]
+
+    @extend_schema(
+        operation_id="projects_judgements_import",
+        summary="Import a dataset with its judgements (all or nothing)",
+        description="TRL preference rows, HH transcripts, Open-Assistant trees, Chatbot Arena battles or rated "
+        "completions (`format`), as a multipart upload (`file`, `format`, `open_tasks`) or as the raw body "
+        "(`application/jsonl`, with `?format=&open_tasks=&filename=`). Imported judgements keep their source (file, "
+        "hash, row) instead of a labeler. Any bad line gives 400 with every problem (line, field, message) and "
+        "nothing is imported.",
+        request={
+            "multipart/form-data": s.JudgementUploadSerializer,
+            "application/jsonl": OpenApiTypes.BINARY,
+            "application/x-ndjson": OpenApiTypes.BINARY,
+        },
+        parameters=[s.JudgementImportQuerySerializer],
+        responses={201: s.JudgementImportResultSerializer},
+    )
+    def post(self, request, slug: str):
+        project = project_or_404(slug)
+        if isinstance(request.data, bytes):
+            options = _valid(s.JudgementImportQuerySerializer, request.query_params.dict())
+            lines, filename = request.data.splitlines(keepends=True), options["filename"]
+        else:
+            options = _valid(s.JudgementUploadSerializer, request.data)
+            lines, filename = options["file"], options["file"].name  # an upload reads line by line
+        result = judgement_import.judgements_import(
+            project=project,
+            lines=lines,
+            filename=filename,
+            format=options["format"],
+            open_tasks=options["open_tasks"],
+            imported_by=request.user,
+        )
+        return Response(s.JudgementImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
 # --- tasks --------------------------------------------------------------------------------------------------

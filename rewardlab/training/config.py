@@ -293,7 +293,8 @@ class PairRecord:
 
     `margin` is by how much (the loss asks for r⁺ − r⁻ > margin when the config uses margins), `weight` how much
     the pair counts in loss and metrics (> 0). `group` keeps related pairs on one side of the held-out split (empty:
-    the prompt itself); `kind` names the source ("ranking", "comparison") for per-kind metrics.
+    the prompt itself); `kind` names the judgement ("ranking", "comparison") for per-kind metrics, `source` where it
+    came from ("labelers", or an imported dataset's name) for the counts by source.
     """
 
     prompt: str
@@ -303,6 +304,7 @@ class PairRecord:
     weight: float = 1.0
     group: str = ""
     kind: str = ""
+    source: str = "labelers"
 
 
 @dataclass

@@ -76,7 +76,7 @@ RewardResult = TrainResult
 
 def _check_records(records: Sequence[PairRecord]) -> None:
     for index, record in enumerate(records):
-        for name in ("prompt", "chosen", "rejected", "group", "kind"):
+        for name in ("prompt", "chosen", "rejected", "group", "kind", "source"):
             if not isinstance(getattr(record, name), str):
                 raise ValueError(f"pair {index}: {name} must be a string")
         if not math.isfinite(record.margin):
@@ -480,6 +480,7 @@ def train_reward_model(
         "train_groups": train_groups,
         "eval_groups": eval_groups,
         "pairs_by_kind": dict(sorted(Counter(r.kind for r in records).items())),
+        "pairs_by_source": dict(sorted(Counter(r.source for r in records).items())),
         "steps": total,
         "train_seconds": train_seconds,
         "train_pairs_per_second": pairs_done / train_seconds if train_seconds else 0.0,

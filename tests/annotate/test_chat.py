@@ -260,3 +260,11 @@ def test_a_vote_without_a_choice_names_the_problem(client, labeler, chatty, enqu
     response = client.post(url("chat_vote", chatty, c.pk, turn.pk), {"client_token": "abc"})
     assert response.status_code == 422 and "Choose a point on the scale" in response.content.decode()
     assert Message.objects.filter(parent=turn.prompt).count() == 2  # nothing lost
+
+
+def test_two_chats_opening_with_the_same_words_can_get_the_same_replies(make_user, chatty, enqueued):
+    turns = []
+    for _ in range(2):
+        c = chat.chat_start(labeler=make_user(RoleName.LABELER), project=chatty, goal="G.", text="Hello")
+        turns.append(answer(last_turn(c), ("Hi there.", "Hello!")))
+    assert turns[0].reply_a.path_hash != turns[1].reply_a.path_hash  # separate conversations, no collision

@@ -5,7 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from annotate import services
-from annotate.models import Message, Task
+from annotate.models import Message, Project, Task
 from tests.conftest import PASSWORD, jsonl
 
 pytestmark = pytest.mark.django_db
@@ -87,9 +87,15 @@ def test_an_admin_sees_the_admin_site_and_can_create_a_project_there(client, adm
             "gold_share": 0.1,
             "retrain_min_comparisons": 200,
             "retrain_min_demonstrations": 100,
+            "chat_enabled": "on",
+            "chat_opponent": "previous",
+            "chat_max_turns": 8,
+            "chat_max_tokens": 96,
+            "chat_max_concurrent": 2,
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
+    assert Project.objects.get(slug="support-bot").chat_opponent == "previous"
     assert client.get(reverse("annotate:project_import", args=["support-bot"])).status_code == 200
 
 

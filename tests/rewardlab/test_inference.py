@@ -80,3 +80,15 @@ def test_a_crash_in_generation_fails_the_turn_and_keeps_the_conversation(chattin
     turn.refresh_from_db()
     assert turn.status == TurnStatus.FAILED and "CUDA out of memory" in turn.error
     assert turn.prompt.text == "How do I fix problem 3?" and turn.reply_a is None
+
+
+def test_the_same_message_in_two_chats_gets_its_own_replies(chatting, labeler, sft_version):
+    run_services.model_version_promote(version=sft_version)
+    chatting.chat_max_concurrent = 5
+    chatting.save()
+    turns = [first_turn(chatting, labeler), first_turn(chatting, labeler)]
+    for turn in turns:
+        assert inference.generate_turn(turn.pk) == "ready"
+        turn.refresh_from_db()
+    pairs = [{turn.reply_a.text, turn.reply_b.text} for turn in turns]
+    assert pairs[0] != pairs[1]  # sampling is seeded per turn, not restarted from one seed every time

@@ -36,6 +36,7 @@ MATRIX = {
     ("project-list", "get"): ({}, None, row(401, 200, 200, 200)),
     ("project-detail", "get"): ({"slug": "{project}"}, None, row(401, 403, 200, 200)),
     ("prompt-import", "post"): ({"slug": "{project}"}, "jsonl", row(401, 403, 403, 201)),
+    ("judgement-import", "post"): ({"slug": "{project}"}, "judgements", row(401, 403, 201, 201)),
     ("task-list", "get"): ({"slug": "{project}"}, None, row(401, 403, 200, 200)),
     ("task-priority-bulk", "post"): (
         {"slug": "{project}"},
@@ -133,6 +134,9 @@ def test_permission_matrix(world, role, name, method):
     if body == "jsonl":
         data = jsonl({"prompt": "One more question?", "completions": ["Yes.", "No."]})
         response = client.generic(method.upper(), url, data, content_type="application/jsonl")
+    elif body == "judgements":
+        data = jsonl({"chosen": "\n\nHuman: Q?\n\nAssistant: Yes.", "rejected": "\n\nHuman: Q?\n\nAssistant: No."})
+        response = client.generic(method.upper(), url + "?format=hh", data, content_type="application/jsonl")
     elif body is None:
         response = getattr(client, method)(url)
     else:

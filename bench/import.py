@@ -1,0 +1,154 @@
+"""Importing a preference dataset with its judgements into PostgreSQL: pairs/s and peak memory, by file size.
+
+    .venv/bin/python bench/import.py                      # 10k, 30k and 100k HH pairs
+    .venv/bin/python bench/import.py --pairs 100000       # one size
+    .venv/bin/python bench/import.py --quick              # 2k and 10k
+
+For each size, the script writes an HH-style file (`{"chosen": "\\n\\nHuman: …\\n\\nAssistant: …", "rejected": …}`,
+one pair per line: a multi-turn conversation every fourth line, replies of 40–400 characters, every prompt distinct)
+to a temporary folder, creates a fresh PostgreSQL database (`rewardlab_bench_import_<pid>` on BENCH_DATABASE_URL,
+by default the local server with trust auth), migrates it, makes a project, and times `manage.py import_judgements
+<project> <file> --format hh` in a process of its own: wall time (from start to exit, Django's start-up included,
+printed apart), pairs per second over the import itself, and the process's peak resident memory (ru_maxrss). The
+database is dropped at the end. Memory is flat in the file size when the peak stays the same from 10k to 100k pairs
+(the import reads and stores the file 5,000 lines at a time, in one transaction). Target: at least 5,000 pairs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_SERVER = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432")
+TARGET = 5000.0
+WORDS = (
+    "the a reply model answer careful short long clear vague helpful wrong right step first then because so "
+    "we you it data list code example test value result error note point idea plan rule case time way part"
+).split()
+
+
+def text(rng: random.Random, low: int, high: int) -> str:
+    words, size, target = [], 0, rng.randint(low, high)
+    while size < target:
+        words.append(rng.choice(WORDS))
+        size += len(words[-1]) + 1
+    return " ".join(words).capitalize() + "."
+
+
+def write_pairs(path: Path, count: int, seed: int = 11) -> int:
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(count):
+            history = f"\n\nHuman: Question {i}: {text(rng, 30, 160)}"
+            if i % 4 == 0:  # multi-turn: an earlier exchange both replies share
+                history += f"\n\nAssistant: {text(rng, 40, 200)}\n\nHuman: And then? ({i})"
+            chosen, rejected = text(rng, 40, 400), text(rng, 40, 400)
+            while rejected == chosen:
+                rejected = text(rng, 40, 400)
+            row = {"chosen": f"{history}\n\nAssistant: {chosen}", "rejected": f"{history}\n\nAssistant: {rejected}"}
+            out.write(json.dumps(row) + "\n")
+    return path.stat().st_size
+
+
+def admin_sql(statement: str) -> None:
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def manage(env: dict, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(  # noqa: S603 - our own manage.py
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {args[0]} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+# Runs manage.py and, on the way out, writes the process's own peak resident memory (KiB) to stderr.
+MEASURED = (
+    "import resource, runpy, sys\n"
+    "sys.argv = ['manage.py', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_path('manage.py', run_name='__main__')\n"
+    "finally:\n"
+    "    print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def timed(env: dict, *args: str) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (KiB) and output of one manage.py process."""
+    started = time.perf_counter()
+    result = subprocess.run(  # noqa: S603 - our own manage.py
+        [sys.executable, "-c", MEASURED, *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {args[0]} failed:\n{result.stdout}\n{result.stderr[-3000:]}")
+    peak = next(int(line.split()[1]) for line in result.stderr.splitlines() if line.startswith("MAXRSS"))
+    return seconds, peak, result.stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", default=None, help="comma-separated sizes (default 10000,30000,100000)")
+    parser.add_argument("--quick", action="store_true", help="sizes 2000,10000")
+    args = parser.parse_args()
+    sizes = sorted(int(x) for x in (args.pairs or ("2000,10000" if args.quick else "10000,30000,100000")).split(","))
+    database = f"rewardlab_bench_import_{os.getpid()}"
+    work = Path(tempfile.mkdtemp(prefix="rewardlab-import-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "REWARDLAB_", "DATABASE_"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "rewardlab.settings",
+            "DATABASE_URL": f"{PG_SERVER}/{database}",
+            "REWARDLAB_VAR_DIR": str(work),
+            "REWARDLAB_MAX_IMPORT_ROWS": str(max(sizes) * 2),
+            "REWARDLAB_LOG_FORMAT": "plain",
+        }
+    )
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; PostgreSQL on {PG_SERVER}")
+    rows = []
+    try:
+        admin_sql(f"DROP DATABASE IF EXISTS {database}")
+        admin_sql(f"CREATE DATABASE {database}")
+        manage(env, "migrate", "--noinput", "-v", "0")
+        startup, base_rss, _ = timed(env, "check")  # Django's start-up alone, and its memory
+        for size in sizes:
+            slug = f"bench{size}"
+            code = f"from annotate import services; services.project_create(name={slug!r}, slug={slug!r})"
+            manage(env, "shell", "-c", code)
+            path = work / f"pairs-{size}.jsonl"
+            file_bytes = write_pairs(path, size)
+            seconds, peak, output = timed(env, "import_judgements", slug, str(path), "--format", "hh")
+            importing = max(seconds - startup, 1e-9)
+            rows.append((size, file_bytes, seconds, importing, size / importing, peak, output))
+            print(f"  {size:,} pairs: {seconds:.1f} s, peak {peak / 1024:.0f} MiB — {output}", flush=True)
+    finally:
+        admin_sql(f"DROP DATABASE IF EXISTS {database}")
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nDjango start-up (manage.py check): {startup:.2f} s, peak {base_rss / 1024:.0f} MiB")
+    print(f"{'pairs':>8} {'file MB':>8} {'wall s':>7} {'import s':>9} {'pairs/s':>8} {'peak RSS MiB':>13}")
+    for size, file_bytes, seconds, importing, rate, peak, _ in rows:
+        mb, mib = file_bytes / 1e6, peak / 1024
+        print(f"{size:>8,} {mb:>8.1f} {seconds:>7.1f} {importing:>9.1f} {rate:>8,.0f} {mib:>13.0f}")
+    largest = rows[-1]
+    print(
+        f"target: at least {TARGET:,.0f} pairs/s at {largest[0]:,} pairs: {largest[4]:,.0f} "
+        f"{'met' if largest[4] >= TARGET else 'NOT met'}; peak memory {rows[0][5] / 1024:.0f} MiB at {rows[0][0]:,} "
+        f"pairs, {largest[5] / 1024:.0f} MiB at {largest[0]:,}"
+    )
+
+
+if __name__ == "__main__":
+    main()
