@@ -81,3 +81,11 @@ def insert_returning_ids(model: type[models.Model], rows: Sequence[dict], *, bat
     if created[0].pk is None:
         raise RuntimeError("this database backend cannot return ids from a bulk insert")
     return [obj.pk for obj in created]
+
+
+def analyze(*models_: type[models.Model]) -> None:
+    """ANALYZE the tables (PostgreSQL): inside a long import, the statistics of tables it is filling are those of
+    before, and lookups by index would be planned as scans."""
+    with connection.cursor() as cursor:
+        for model in models_:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")

@@ -143,6 +143,7 @@ class _Store:
 
     def __init__(self, project: Project, source: ImportSource, open_tasks: bool, result: JudgementImportResult):
         self.project, self.source, self.open_tasks, self.result = project, source, open_tasks, result
+        self.chunks = 0
 
     def add(self, records: list[JudgementRecord]) -> None:
         nodes, plans = self._nodes(records)
@@ -150,7 +151,12 @@ class _Store:
         anchors = {plan[1] for plan in plans}
         self.result.prompts_created += len(anchors & created)
         self.result.replies_created += len({h for plan in plans for h in plan[2]} & created)
-        tasks = self._tasks(plans, ids)
+        tasks = self._tasks(plans, ids, {ids[h] for h in anchors & created})
+        self.chunks += 1
+        if bulk.uses_copy() and self.chunks & (self.chunks - 1) == 0:
+            # Fresh planner statistics for the next lookups (autovacuum is not this fast), each time the tables the
+            # import fills have doubled: after chunks 1, 2, 4, 8…
+            bulk.analyze(Message, Task)
         comparisons, rankings = [], []
         for index, ((record, _anchor, replies), task) in enumerate(zip(plans, tasks, strict=True)):
             reply_ids = [ids[h] for h in replies]
@@ -203,10 +209,18 @@ class _Store:
     def _messages(self, nodes: dict[str, services.MessageNode]) -> tuple[dict[str, int], set[str]]:
         """Ids of the nodes: the project's own messages where it has them (the same path), the rest written level
         by level so that parents have ids."""
-        ids = services.existing_message_ids(self.project, list(nodes))
+        ids: dict[str, int] = {}
         created: set[str] = set()
         for depth in sorted({node.depth for node in nodes.values()}):
-            new = [n for n in nodes.values() if n.depth == depth and n.hash not in ids]
+            level = [n for n in nodes.values() if n.depth == depth]
+            # Only a node whose parent the project already had can be there already: under a parent this import
+            # created, everything is new (most of a dataset), and is not looked up.
+            ids.update(
+                services.existing_message_ids(
+                    self.project, [n.hash for n in level if not n.parent_hash or n.parent_hash not in created]
+                )
+            )
+            new = [n for n in level if n.hash not in ids]
             rows = [
                 {
                     "project_id": self.project.pk,
@@ -224,7 +238,7 @@ class _Store:
             created.update(n.hash for n in new)
         return ids, created
 
-    def _tasks(self, plans, ids: dict[str, int]) -> list[int]:
+    def _tasks(self, plans, ids: dict[str, int], new_anchor_ids: set[int]) -> list[int]:
         """The task of each judgement: the project's task for that prompt and those replies if there is one, else a
         new one (inactive; open with the project's overlap when the team is to judge it too)."""
         wanted: dict[tuple[str, int, str], list[int]] = {}
@@ -235,7 +249,8 @@ class _Store:
             wanted.setdefault(key, reply_ids)
             keys.append(key)
         existing: dict[tuple[str, int, str], int] = {}
-        anchor_ids = sorted({k[1] for k in wanted})
+        # A prompt this import created has no task yet; only prompts the project had are looked up.
+        anchor_ids = sorted({k[1] for k in wanted} - new_anchor_ids)
         for start in range(0, len(anchor_ids), 1000):
             rows = Task.objects.filter(
                 project=self.project, anchor_id__in=anchor_ids[start : start + 1000]

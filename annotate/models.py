@@ -264,7 +264,8 @@ class Message(models.Model):
     depth = models.PositiveSmallIntegerField(default=0)
     # Content address of the path from the root to this node: the same conversation imported twice is
     # recognised and not duplicated.
-    path_hash = models.CharField(max_length=64, db_index=True)
+    # Looked up by (project, path_hash) among imported and generated messages: the unique index below serves it.
+    path_hash = models.CharField(max_length=64)
     author_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
     )
