@@ -17,7 +17,7 @@ from annotate.roles import RoleName
 from annotate.services import LabelingError
 
 # How often the page asks whether a turn's replies are written (milliseconds).
-POLL_MS = 500
+POLL_MS = 300
 
 
 def _chat_project(slug: str) -> Project:

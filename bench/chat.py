@@ -19,7 +19,7 @@ What is measured: N chats at once (`--chats 1,4`, one level after the other, fre
 with its own `requests.Session`, signed in through the login form (not timed). A chat posts its goal and first
 message to `/projects/demo/chat/` (a 302 to the chat page, which it then GETs as a browser would), then for each
 of M turns (`--turns`) polls the page as htmx does: `GET` with `HX-Request: true` (the `#chat` partial), the next
-one `--poll-ms` (500, the page's interval) after the previous answer, until the partial shows
+one `--poll-ms` (300, the page's interval) after the previous answer, until the partial shows
 `data-turn-state="ready"` with both `<article class="candidate" data-side="A"|"B">`. Then it votes (POST
 `.../turns/<id>/vote/`, an 8-point choice and the page's fresh `client_token`) and sends its next message (POST
 `.../send/` with `HX-Request`, answered with the polling partial). Every POST carries the page's CSRF token in
@@ -570,7 +570,7 @@ def main() -> None:
     parser.add_argument("--chats", default="1,4", help="comma-separated levels of concurrent chats (default 1,4)")
     parser.add_argument("--turns", type=int, default=5, help="turns (messages sent) per chat (default 5)")
     parser.add_argument("--max-tokens", type=int, default=32, help="the project's chat_max_tokens (default 32)")
-    parser.add_argument("--poll-ms", type=int, default=500, help="the page's polling interval (default 500)")
+    parser.add_argument("--poll-ms", type=int, default=300, help="the page's polling interval (default 300)")
     parser.add_argument("--seconds", type=float, default=300, help="time cap per level (default 300)")
     parser.add_argument("--broker", default="", help="Celery broker URL (default: the embedded SQLite one)")
     parser.add_argument("--server", choices=["runserver", "gunicorn"], default="runserver")

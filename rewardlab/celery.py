@@ -6,9 +6,11 @@ import os
 from celery import Celery
 from celery.signals import setup_logging
 
+from rewardlab import broker
 from rewardlab.logging import configure_celery_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rewardlab.settings")
+broker.register()  # the embedded broker polls every 0.1 s, not 1 s
 
 app = Celery("rewardlab")
 app.config_from_object("django.conf:settings", namespace="CELERY")

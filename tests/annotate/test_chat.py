@@ -230,7 +230,7 @@ def test_a_chat_through_the_pages_polls_until_the_replies_are_there(client, labe
     c = Chat.objects.get(labeler=labeler)
     assert response.status_code == 302 and response["Location"] == url("chat_page", chatty, c.pk)
     page = client.get(url("chat_page", chatty, c.pk)).content.decode()
-    assert 'hx-trigger="every 500ms"' in page and "<script>alert(1)</script>" not in page
+    assert 'hx-trigger="every 300ms"' in page and "<script>alert(1)</script>" not in page
     answer(last_turn(c), ("<img src=x onerror=alert(1)>", "Fine."))
     partial = client.get(url("chat_page", chatty, c.pk), HTTP_HX_REQUEST="true").content.decode()
     assert "hx-trigger" not in partial and 'data-turn-state="ready"' in partial
