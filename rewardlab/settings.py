@@ -273,8 +273,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# (The SQLAlchemy transport polls once a second and hands every transport option to create_engine, so none
-# are set here.)
+# (The SQLAlchemy transport hands every transport option to create_engine, so none are set here; its polling
+# interval, 0.1 s, is set in rewardlab/broker.py.)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "release-expired-leases": {
