@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 ROLES = ("system", "user", "assistant")
@@ -80,29 +81,10 @@ class _LineError(Exception):
 def parse_prompts_jsonl(data: bytes, *, filename: str = "", limits: Limits | None = None) -> list[PromptRecord]:
     """Parse a whole file. Returns its records, or raises ImportFormatError listing every bad line."""
     limits = limits or Limits()
-    if len(data) > limits.max_bytes:
-        message = f"the file is {_size(len(data))}; the limit is {_size(limits.max_bytes)}"
-        raise ImportFormatError([ImportProblem(0, "", message)], filename)
+    check_size(data, limits, filename)
     problems: list[ImportProblem] = []
     records: list[PromptRecord] = []
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]  # a UTF-8 byte-order mark, as some editors write
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        if len(records) + len(problems) >= limits.max_rows:
-            problems.append(ImportProblem(number, "", f"the file has more than {limits.max_rows} rows"))
-            break
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(ImportProblem(number, "", f"invalid UTF-8 at byte {exc.start}"))
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(ImportProblem(number, "", f"malformed JSON ({exc.msg} at column {exc.colno})"))
-            continue
+    for number, obj in json_lines(data, limits, problems):
         try:
             records.append(_parse_record(obj, number, limits))
         except _LineError as exc:
@@ -112,6 +94,38 @@ def parse_prompts_jsonl(data: bytes, *, filename: str = "", limits: Limits | Non
     if problems:
         raise ImportFormatError(problems, filename)
     return records
+
+
+def check_size(data: bytes, limits: Limits, filename: str) -> None:
+    if len(data) > limits.max_bytes:
+        message = f"the file is {_size(len(data))}; the limit is {_size(limits.max_bytes)}"
+        raise ImportFormatError([ImportProblem(0, "", message)], filename)
+
+
+def json_lines(data: bytes, limits: Limits, problems: list[ImportProblem]) -> Iterator[tuple[int, object]]:
+    """(line number, decoded JSON value) for each non-blank line of a JSONL file. A line that is not UTF-8 or not
+    JSON, and the first line past `limits.max_rows`, are added to `problems` (with their line) instead."""
+    rows = 0
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
+        if not raw.strip():
+            continue
+        rows += 1
+        if rows > limits.max_rows:
+            problems.append(ImportProblem(number, "", f"the file has more than {limits.max_rows} rows"))
+            return
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(ImportProblem(number, "", f"invalid UTF-8 at byte {exc.start}"))
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(ImportProblem(number, "", f"malformed JSON ({exc.msg} at column {exc.colno})"))
+        except RecursionError:
+            problems.append(ImportProblem(number, "", "malformed JSON (nested too deeply)"))
 
 
 def _parse_record(obj: object, line: int, limits: Limits) -> PromptRecord:

@@ -38,7 +38,6 @@ Every problem is reported with its line number and field, and the whole file is 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,9 +50,10 @@ from annotate.formats import (
     _LineError,
     _parse_hh,
     _parse_messages,
-    _size,
     _text,
     _type_name,
+    check_size,
+    json_lines,
 )
 
 __all__ = [
@@ -75,7 +75,6 @@ B_BETTER = 3
 ARENA_WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
 # Arena fields worth keeping with the judgement (the moderation blobs are left out: large and not judgements).
 _ARENA_METADATA = ("question_id", "turn", "judge", "language", "tstamp", "anony")
-_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -113,9 +112,7 @@ def iter_judgements(
     if format not in _PARSERS:
         raise ValueError(f"unknown judgement format {format!r}; expected one of {', '.join(FORMATS)}")
     limits = limits or Limits()
-    if len(data) > limits.max_bytes:
-        message = f"the file is {_size(len(data))}; the limit is {_size(limits.max_bytes)}"
-        raise ImportFormatError([ImportProblem(0, "", message)], filename)
+    check_size(data, limits, filename)
     return _iter_records(data, format, filename, limits)
 
 
@@ -124,28 +121,8 @@ def _iter_records(data: bytes, format: str, filename: str, limits: Limits) -> It
     problems: list[ImportProblem] = []
     rows = 0
     records = 0
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if number == 1 and raw.startswith(_BOM):
-            raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
-        if not raw.strip():
-            continue
+    for number, obj in json_lines(data, limits, problems):
         rows += 1
-        if rows > limits.max_rows:
-            problems.append(ImportProblem(number, "", f"the file has more than {limits.max_rows} rows"))
-            break
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(ImportProblem(number, "", f"invalid UTF-8 at byte {exc.start}"))
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(ImportProblem(number, "", f"malformed JSON ({exc.msg} at column {exc.colno})"))
-            continue
-        except RecursionError:
-            problems.append(ImportProblem(number, "", "malformed JSON (nested too deeply)"))
-            continue
         try:
             if not isinstance(obj, dict):
                 raise _LineError("", f"expected a JSON object, got {_type_name(obj)}")
@@ -156,7 +133,7 @@ def _iter_records(data: bytes, format: str, filename: str, limits: Limits) -> It
         if not problems:
             records += len(found)
             yield from found
-    if not rows:
+    if not rows and not problems:
         problems.append(ImportProblem(0, "", "the file has no rows"))
     elif not records and not problems:
         problems.append(ImportProblem(0, "", f"no judgements in the file{_NONE_WHY.get(format, '')}"))

@@ -34,8 +34,12 @@ class RewardRunForm(forms.Form):
             ("only", "Only them: a first reward model from imported data"),
         ],
         initial="include",
+        required=False,
         label="Judgements imported with datasets",
     )
+
+    def clean_imported(self) -> str:
+        return self.cleaned_data["imported"] or "include"
 
     @classmethod
     def defaults(cls) -> dict:

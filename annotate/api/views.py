@@ -12,6 +12,7 @@ from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import GenericAPIView, ListAPIView
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -160,7 +161,16 @@ class PromptImportView(APIView):
         return Response(s.ImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
+class UploadNegotiation(DefaultContentNegotiation):
+    """The answer is JSON whatever `?format=` says: on an upload, `format` names the file's shape, not the
+    response's (DRF would otherwise take it as its format override and answer 404 for `hh`)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class JudgementImportView(APIView):
+    content_negotiation_class = UploadNegotiation
     permission_classes = [RESEARCHER]
     parser_classes = [MultiPartParser, JSONLinesParser, NDJSONParser]
 

@@ -48,6 +48,12 @@ def reply_key(text: str) -> str:
     return " ".join(text.split())
 
 
+def clean_reply(text: str) -> str:
+    """A decoded reply as text people read and a database stores: no NUL characters (a byte-level model can decode
+    one, and PostgreSQL refuses them in text), no surrounding whitespace."""
+    return text.replace("\x00", "").strip()
+
+
 def sample_replies(
     model_path: str,
     requests: Sequence[SampleRequest],
@@ -101,7 +107,8 @@ def sample_replies(
             result.drawn += len(batch)
             result.tokens += samples.reply_tokens
             for i, text in zip(batch, samples.texts, strict=True):
-                text, key = text.strip(), reply_key(text)
+                text = clean_reply(text)
+                key = reply_key(text)
                 if not key:
                     result.empty += 1
                 elif key in seen[i] or len(result.replies[i]) >= n:

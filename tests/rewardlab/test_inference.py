@@ -88,7 +88,8 @@ def test_the_same_message_in_two_chats_gets_its_own_replies(chatting, labeler, s
     chatting.save()
     turns = [first_turn(chatting, labeler), first_turn(chatting, labeler)]
     for turn in turns:
-        assert inference.generate_turn(turn.pk) == "ready"
+        outcome = inference.generate_turn(turn.pk)
         turn.refresh_from_db()
+        assert outcome == "ready", turn.error
     pairs = [{turn.reply_a.text, turn.reply_b.text} for turn in turns]
     assert pairs[0] != pairs[1]  # sampling is seeded per turn, not restarted from one seed every time

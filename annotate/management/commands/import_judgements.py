@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from annotate.formats import ImportFormatError
 from annotate.judgement_formats import FORMATS
 from annotate.judgement_import import file_lines, judgements_import
+from annotate.management.commands._import_errors import refused
 from annotate.models import Project
 
 
@@ -39,11 +40,7 @@ class Command(BaseCommand):
                 project=target, lines=file_lines(path), filename=path.name, format=format, open_tasks=open_tasks
             )
         except ImportFormatError as exc:
-            lines = [f"{path}: {len(exc.problems)} problem(s); nothing was imported."]
-            lines += [f"  {problem}" for problem in exc.problems[:50]]
-            if len(exc.problems) > 50:
-                lines.append(f"  … and {len(exc.problems) - 50} more")
-            raise CommandError("\n".join(lines)) from None
+            raise refused(path, exc) from None
         except OSError as exc:
             raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
         self.stdout.write(self.style.SUCCESS(f"{path.name}: {result.summary()}"))

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotate import services
 from annotate.formats import ImportFormatError
+from annotate.management.commands._import_errors import refused
 from annotate.models import Project
 
 
@@ -31,9 +32,5 @@ class Command(BaseCommand):
         try:
             result = services.prompts_import(project=target, data=data, filename=path.name)
         except ImportFormatError as exc:
-            lines = [f"{path}: {len(exc.problems)} problem(s); nothing was imported."]
-            lines += [f"  {problem}" for problem in exc.problems[:50]]
-            if len(exc.problems) > 50:
-                lines.append(f"  … and {len(exc.problems) - 50} more")
-            raise CommandError("\n".join(lines)) from None
+            raise refused(path, exc) from None
         self.stdout.write(self.style.SUCCESS(f"{path.name}: {result.summary()}"))

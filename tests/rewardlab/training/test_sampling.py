@@ -90,3 +90,9 @@ def test_bad_requests_and_configs_name_what_is_wrong(policy_path):
         config(rank=False, compare=False, compare_previous=False)
     with pytest.raises(ValueError, match="top_p must be <= 1"):
         config(top_p=1.5)
+
+
+def test_a_decoded_nul_character_is_dropped_from_a_reply():
+    from rewardlab.training.sampling import clean_reply
+
+    assert clean_reply("  Hel\x00lo \x00") == "Hello"
