@@ -44,9 +44,6 @@ class ChatError(LabelingError):
     """A chat request that cannot be done; the message says why (and `field` which input, where there is one)."""
 
 
-RATING_LABELS = {1: "Bad", 2: "", 3: "", 4: "OK", 5: "", 6: "", 7: "Good"}
-
-
 def _clean(text: str, field: str, what: str) -> str:
     cleaned = (text or "").strip()
     if not cleaned:
@@ -240,8 +237,8 @@ def turn_fail(*, turn_id: int, error: str, now: datetime | None = None) -> None:
 
 
 def _own_submitted_lease(task: Task, labeler, now: datetime) -> Assignment:
-    """The chat labeler's lease on their own turn's task, made and immediately submitted through the ordinary
-    services (so the judgement is validated and stored exactly as any other)."""
+    """A live lease for the chat labeler on their own turn's task, so that the caller submits the judgement through
+    the ordinary services (validated and stored exactly as any other)."""
     Task.objects.filter(pk=task.pk).update(taken=1)
     return Assignment.objects.create(
         task=task, labeler=labeler, leased_at=now, expires_at=now + timedelta(hours=1), status=AssignmentStatus.ACTIVE
@@ -273,7 +270,7 @@ def chat_vote(
     now = now or timezone.now()
     turn = (
         ChatTurn.objects.select_for_update(of=("self",))
-        .select_related("chat", "comparison_task")
+        .select_related("chat", "comparison_task", "reply_a", "reply_b")
         .filter(pk=turn_id)
         .first()
     )

@@ -61,9 +61,9 @@ def _render_chat(request, project: Project, chat: Chat, *, status: int = 200, **
     return render(request, template, context, status=status)
 
 
-def _after_post(request, project: Project, chat: Chat, **extra):
-    if request.htmx or extra:
-        return _render_chat(request, project, chat, **extra)
+def _after_post(request, project: Project, chat: Chat):
+    if request.htmx:
+        return _render_chat(request, project, chat)
     return redirect("annotate:chat_page", project.slug, chat.pk)
 
 

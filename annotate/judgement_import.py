@@ -25,7 +25,7 @@ from django.db import transaction
 from annotate import bulk, services
 from annotate.formats import ImportFormatError, ImportProblem
 from annotate.judgement_formats import FORMATS, JudgementRecord, parse_judgements
-from annotate.models import Comparison, ImportSource, Message, Project, Ranking, Task, TaskCandidate, TaskKind
+from annotate.models import Comparison, ImportSource, Message, Project, Ranking, Task, TaskKind
 
 CHUNK_LINES = 5000
 
@@ -147,7 +147,7 @@ class _Store:
 
     def add(self, records: list[JudgementRecord]) -> None:
         nodes, plans = self._nodes(records)
-        ids, created = self._messages(nodes)
+        ids, created = services.messages_store(self.project, self.source, nodes)
         anchors = {plan[1] for plan in plans}
         self.result.prompts_created += len(anchors & created)
         self.result.replies_created += len({h for plan in plans for h in plan[2]} & created)
@@ -206,84 +206,22 @@ class _Store:
             plans.append((record, parent, replies))
         return nodes, plans
 
-    def _messages(self, nodes: dict[str, services.MessageNode]) -> tuple[dict[str, int], set[str]]:
-        """Ids of the nodes: the project's own messages where it has them (the same path), the rest written level
-        by level so that parents have ids."""
-        ids: dict[str, int] = {}
-        created: set[str] = set()
-        for depth in sorted({node.depth for node in nodes.values()}):
-            level = [n for n in nodes.values() if n.depth == depth]
-            # Only a node whose parent the project already had can be there already: under a parent this import
-            # created, everything is new (most of a dataset), and is not looked up.
-            ids.update(
-                services.existing_message_ids(
-                    self.project, [n.hash for n in level if not n.parent_hash or n.parent_hash not in created]
-                )
-            )
-            new = [n for n in level if n.hash not in ids]
-            rows = [
-                {
-                    "project_id": self.project.pk,
-                    "parent_id": ids[n.parent_hash] if n.parent_hash else None,
-                    "role": n.role,
-                    "text": n.text,
-                    "depth": n.depth,
-                    "path_hash": n.hash,
-                    "author_import_id": self.source.pk,
-                    "metadata": n.metadata,
-                }
-                for n in new
-            ]
-            ids.update(zip((n.hash for n in new), bulk.insert_returning_ids(Message, rows), strict=True))
-            created.update(n.hash for n in new)
-        return ids, created
-
     def _tasks(self, plans, ids: dict[str, int], new_anchor_ids: set[int]) -> list[int]:
         """The task of each judgement: the project's task for that prompt and those replies if there is one, else a
         new one (inactive; open with the project's overlap when the team is to judge it too)."""
-        wanted: dict[tuple[str, int, str], list[int]] = {}
-        keys = []
+        keys: list[services.TaskKey] = []
+        wanted: dict[services.TaskKey, list[int]] = {}
         for record, anchor, replies in plans:
             reply_ids = [ids[h] for h in replies]
             key = (record.kind, ids[anchor], services.candidates_key(reply_ids))
             wanted.setdefault(key, reply_ids)
             keys.append(key)
-        existing: dict[tuple[str, int, str], int] = {}
-        # A prompt this import created has no task yet; only prompts the project had are looked up.
-        anchor_ids = sorted({k[1] for k in wanted} - new_anchor_ids)
-        for start in range(0, len(anchor_ids), 1000):
-            rows = Task.objects.filter(
-                project=self.project, anchor_id__in=anchor_ids[start : start + 1000]
-            ).values_list("kind", "anchor_id", "candidates_key", "id")
-            existing.update({(kind, anchor, key): pk for kind, anchor, key, pk in rows})
-        new_keys = [k for k in wanted if k not in existing]
-        task_ids = bulk.insert_returning_ids(
-            Task,
-            [
-                {
-                    "project_id": self.project.pk,
-                    "kind": kind,
-                    "anchor_id": anchor,
-                    "candidates_key": key,
-                    "required_labelers": self.project.overlap_for(kind) if self.open_tasks else 1,
-                    "is_active": self.open_tasks,
-                    "origin_import_id": self.source.pk,
-                }
-                for kind, anchor, key in new_keys
-            ],
+        task_ids, new_keys = services.tasks_store(
+            self.project, self.source, wanted, open_tasks=self.open_tasks, new_anchor_ids=new_anchor_ids
         )
-        bulk.insert(
-            TaskCandidate,
-            [
-                {"task_id": task_id, "message_id": message_id, "position": position}
-                for task_id, key in zip(task_ids, new_keys, strict=True)
-                for position, message_id in enumerate(wanted[key])
-            ],
-        )
-        existing.update(zip(new_keys, task_ids, strict=True))
-        self.result.tasks_created += len(task_ids)
-        self.result.tasks_opened += len(task_ids) if self.open_tasks else 0
-        return [existing[key] for key in keys]
+        self.result.tasks_created += len(new_keys)
+        self.result.tasks_opened += len(new_keys) if self.open_tasks else 0
+        return [task_ids[key] for key in keys]
 
 
 def file_lines(path) -> Iterator[bytes]:

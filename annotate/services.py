@@ -19,6 +19,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.text import slugify
 
+from annotate import bulk
 from annotate.formats import Limits, PromptRecord, parse_prompts_jsonl
 from annotate.models import (
     COMPARISON_SCALE,
@@ -217,7 +218,7 @@ def _import_records(
     ids, created = messages_store(project, source, nodes)
 
     # 3. Tasks per the project's settings, skipping any that already exist for the same candidates.
-    tasks_created = _create_import_tasks(project, source, anchors, ids)
+    tasks_created = _create_import_tasks(project, source, anchors, ids, created)
 
     anchor_hashes = {h for _, h, _ in anchors}
     candidate_hashes = {h for _, _, hashes in anchors for h in hashes}
@@ -239,35 +240,86 @@ def _import_records(
     return result
 
 
-def messages_store(project: Project, source: ImportSource, nodes: dict[str, MessageNode]) -> tuple[dict[str, int], set]:
-    """Ids of the conversation nodes (by path hash): the project's own where it has them, the rest created (authored
-    by the import `source`) level by level, so that parents have ids. Returns (ids, hashes created)."""
-    ids = existing_message_ids(project, list(nodes))
+def messages_store(
+    project: Project, source: ImportSource, nodes: dict[str, MessageNode]
+) -> tuple[dict[str, int], set[str]]:
+    """Ids of the conversation nodes (by path hash): the project's own where it has them, the rest written (authored
+    by the import `source`) level by level, so that parents have ids; COPY on PostgreSQL. Returns (ids, hashes
+    created). Only a node whose parent the project already had can exist already: under a parent this import
+    creates, everything is new (most of a dataset), and is not looked up."""
+    ids: dict[str, int] = {}
     created: set[str] = set()
     for depth in sorted({node.depth for node in nodes.values()}):
-        new = [n for n in nodes.values() if n.depth == depth and n.hash not in ids]
-        messages = Message.objects.bulk_create(
-            [
-                Message(
-                    project=project,
-                    parent_id=ids[n.parent_hash] if n.parent_hash else None,
-                    role=n.role,
-                    text=n.text,
-                    depth=n.depth,
-                    path_hash=n.hash,
-                    author_import=source,
-                    metadata=n.metadata,
-                )
-                for n in new
-            ],
-            batch_size=500,
-        )
-        if messages and messages[0].pk is None:  # a backend that cannot return ids from a bulk insert
-            ids.update(existing_message_ids(project, [n.hash for n in new]))
-        else:
-            ids.update({m.path_hash: m.pk for m in messages})
+        level = [n for n in nodes.values() if n.depth == depth]
+        lookup = [n.hash for n in level if not n.parent_hash or n.parent_hash not in created]
+        ids.update(existing_message_ids(project, lookup))
+        new = [n for n in level if n.hash not in ids]
+        rows = [
+            {
+                "project_id": project.pk,
+                "parent_id": ids[n.parent_hash] if n.parent_hash else None,
+                "role": n.role,
+                "text": n.text,
+                "depth": n.depth,
+                "path_hash": n.hash,
+                "author_import_id": source.pk,
+                "metadata": n.metadata,
+            }
+            for n in new
+        ]
+        ids.update(zip((n.hash for n in new), bulk.insert_returning_ids(Message, rows), strict=True))
         created.update(n.hash for n in new)
     return ids, created
+
+
+TaskKey = tuple[str, int, str]  # (kind, anchor message id, candidates_key)
+
+
+def tasks_store(
+    project: Project,
+    source: ImportSource,
+    wanted: Mapping[TaskKey, list[int]],
+    *,
+    open_tasks: bool = True,
+    new_anchor_ids: set[int] | frozenset[int] = frozenset(),
+) -> tuple[dict[TaskKey, int], list[TaskKey]]:
+    """Ids of the tasks `wanted` (key -> candidate ids, in order): the project's where it has them, the rest created
+    from the import `source`, open with the project's overlap, or (`open_tasks` false) inactive with one place, to
+    hold imported judgements only. Anchors in `new_anchor_ids` were just created and have no task: not looked up.
+    Returns (ids by key, the keys created)."""
+    ids: dict[TaskKey, int] = {}
+    anchor_ids = sorted({key[1] for key in wanted} - set(new_anchor_ids))
+    for start in range(0, len(anchor_ids), 1000):
+        rows = Task.objects.filter(project=project, anchor_id__in=anchor_ids[start : start + 1000]).values_list(
+            "kind", "anchor_id", "candidates_key", "id"
+        )
+        ids.update({(kind, anchor, key): pk for kind, anchor, key, pk in rows})
+    new_keys = [key for key in wanted if key not in ids]
+    task_ids = bulk.insert_returning_ids(
+        Task,
+        [
+            {
+                "project_id": project.pk,
+                "kind": kind,
+                "anchor_id": anchor,
+                "candidates_key": key,
+                "required_labelers": project.overlap_for(kind) if open_tasks else 1,
+                "is_active": open_tasks,
+                "origin_import_id": source.pk,
+            }
+            for kind, anchor, key in new_keys
+        ],
+    )
+    bulk.insert(
+        TaskCandidate,
+        [
+            {"task_id": task_id, "message_id": message_id, "position": position}
+            for task_id, key in zip(task_ids, new_keys, strict=True)
+            for position, message_id in enumerate(wanted[key])
+        ],
+    )
+    ids.update(zip(new_keys, task_ids, strict=True))
+    return ids, new_keys
 
 
 def existing_message_ids(project: Project, hashes: list[str]) -> dict[str, int]:
@@ -332,46 +384,18 @@ def task_candidate_groups(kind: str, candidate_ids: Sequence[int], k: int) -> li
     raise ValueError(f"unknown task kind {kind!r}")
 
 
-def _create_import_tasks(project, source, anchors, ids) -> Counter:
-    anchor_ids = sorted({ids[h] for _, h, _ in anchors})
-    existing: set[tuple[str, int, str]] = set()
-    for start in range(0, len(anchor_ids), 1000):
-        existing.update(
-            Task.objects.filter(project=project, anchor_id__in=anchor_ids[start : start + 1000]).values_list(
-                "kind", "anchor_id", "candidates_key"
-            )
-        )
-    planned: list[tuple[Task, list[int]]] = []
+def _create_import_tasks(project, source, anchors, ids, created: set[str]) -> Counter:
+    """The project's task kinds for each imported prompt (see task_candidate_groups), but those it already has."""
+    wanted: dict[TaskKey, list[int]] = {}
     for _record, anchor_hash, candidate_hashes in anchors:
         anchor_id = ids[anchor_hash]
         candidate_ids = [ids[h] for h in candidate_hashes]
         for kind in project.import_task_kinds:
             for group in task_candidate_groups(kind, candidate_ids, project.ranking_k):
-                key = (kind, anchor_id, candidates_key(group))
-                if key in existing:
-                    continue
-                existing.add(key)
-                task = Task(
-                    project=project,
-                    kind=kind,
-                    anchor_id=anchor_id,
-                    candidates_key=key[2],
-                    required_labelers=project.overlap_for(kind),
-                    origin_import=source,
-                )
-                planned.append((task, group))
-    tasks = Task.objects.bulk_create([task for task, _ in planned], batch_size=500)
-    if tasks and tasks[0].pk is None:
-        raise RuntimeError("this database backend cannot return ids from a bulk insert")
-    TaskCandidate.objects.bulk_create(
-        [
-            TaskCandidate(task=task, message_id=message_id, position=position)
-            for task, (_, group) in zip(tasks, planned, strict=True)
-            for position, message_id in enumerate(group)
-        ],
-        batch_size=1000,
-    )
-    return Counter(task.kind for task in tasks)
+                wanted.setdefault((kind, anchor_id, candidates_key(group)), group)
+    new_anchor_ids = {ids[h] for _, h, _ in anchors if h in created}
+    _ids, new_keys = tasks_store(project, source, wanted, new_anchor_ids=new_anchor_ids)
+    return Counter(kind for kind, _anchor, _key in new_keys)
 
 
 # --- leases -------------------------------------------------------------------------------------------------
