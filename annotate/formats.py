@@ -102,11 +102,14 @@ def check_size(data: bytes, limits: Limits, filename: str) -> None:
         raise ImportFormatError([ImportProblem(0, "", message)], filename)
 
 
-def json_lines(data: bytes, limits: Limits, problems: list[ImportProblem]) -> Iterator[tuple[int, object]]:
-    """(line number, decoded JSON value) for each non-blank line of a JSONL file. A line that is not UTF-8 or not
-    JSON, and the first line past `limits.max_rows`, are added to `problems` (with their line) instead."""
+def json_lines(
+    data: bytes, limits: Limits, problems: list[ImportProblem], lines_before: int = 0
+) -> Iterator[tuple[int, object]]:
+    """(line number, decoded JSON value) for each non-blank line of a JSONL file (or of a part of one, after
+    `lines_before` lines). A line that is not UTF-8 or not JSON, and the first line past `limits.max_rows`, are
+    added to `problems` (with their line) instead."""
     rows = 0
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+    for number, raw in enumerate(data.split(b"\n"), start=1 + lines_before):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
         if not raw.strip():

@@ -94,15 +94,16 @@ class JudgementRecord:
 
 
 def parse_judgements(
-    data: bytes, *, format: str, filename: str = "", limits: Limits | None = None
+    data: bytes, *, format: str, filename: str = "", limits: Limits | None = None, lines_before: int = 0
 ) -> list[JudgementRecord]:
     """Every judgement in the file, in file order. Raises ImportFormatError listing every bad line (nothing may be
-    imported when any line is wrong), or ValueError for an unknown `format`."""
-    return list(iter_judgements(data, format=format, filename=filename, limits=limits))
+    imported when any line is wrong), or ValueError for an unknown `format`. `data` may be a part of a file, after
+    `lines_before` lines: line numbers are then the file's."""
+    return list(iter_judgements(data, format=format, filename=filename, limits=limits, lines_before=lines_before))
 
 
 def iter_judgements(
-    data: bytes, *, format: str, filename: str = "", limits: Limits | None = None
+    data: bytes, *, format: str, filename: str = "", limits: Limits | None = None, lines_before: int = 0
 ) -> Iterator[JudgementRecord]:
     """parse_judgements, one record at a time. The file is only known to be good once the iterator is exhausted:
     it raises ImportFormatError at the end (after reading every line) when any line was wrong, so whatever was
@@ -113,15 +114,17 @@ def iter_judgements(
         raise ValueError(f"unknown judgement format {format!r}; expected one of {', '.join(FORMATS)}")
     limits = limits or Limits()
     check_size(data, limits, filename)
-    return _iter_records(data, format, filename, limits)
+    return _iter_records(data, format, filename, limits, lines_before)
 
 
-def _iter_records(data: bytes, format: str, filename: str, limits: Limits) -> Iterator[JudgementRecord]:
+def _iter_records(
+    data: bytes, format: str, filename: str, limits: Limits, lines_before: int
+) -> Iterator[JudgementRecord]:
     parse_row = _PARSERS[format]
     problems: list[ImportProblem] = []
     rows = 0
     records = 0
-    for number, obj in json_lines(data, limits, problems):
+    for number, obj in json_lines(data, limits, problems, lines_before):
         rows += 1
         try:
             if not isinstance(obj, dict):

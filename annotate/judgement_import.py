@@ -14,11 +14,14 @@ so that every bad line is reported, with its line and field.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import hashlib
+import queue
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from django.db import transaction
 
@@ -28,6 +31,7 @@ from annotate.judgement_formats import FORMATS, JudgementRecord, parse_judgement
 from annotate.models import Comparison, ImportSource, Message, Project, Ranking, Task, TaskKind
 
 CHUNK_LINES = 5000
+T = TypeVar("T")
 
 
 @dataclass
@@ -91,28 +95,23 @@ def judgements_import(
     limits = services.import_limits()
     hashing = _Hashing(lines)
     problems: list[ImportProblem] = []
-    with transaction.atomic():
+    with transaction.atomic(), contextlib.ExitStack() as stack:
         source = ImportSource.objects.create(
             project=project, name=filename[:255] or "upload.jsonl", format=format, sha256="", imported_by=imported_by
         )
         result = JudgementImportResult(source=source)
         store = _Store(project, source, open_tasks, result)
-        first = True
-        for offset, chunk in _line_chunks(hashing, chunk_lines):
-            if first and chunk.startswith(b"\xef\xbb\xbf"):
-                chunk = chunk[3:]
-            first = False
-            try:
-                records = parse_judgements(chunk, format=format, filename=filename, limits=limits)
-            except ImportFormatError as exc:
-                problems += [
-                    dataclasses.replace(p, line=p.line + offset) for p in exc.problems if p.line or not _empty(p)
-                ]
-                continue
-            if problems:
+        stack.enter_context(bulk.references_checked_in_bulk())
+        # Parsing runs a chunk ahead, in a thread, while this one waits on the database writing the last chunk.
+        chunks = stack.enter_context(
+            contextlib.closing(_read_ahead(_parsed(hashing, format, filename, limits, chunk_lines)))
+        )
+        for parsed in chunks:
+            if parsed.problems or problems:
+                problems += parsed.problems
                 continue  # keep reading to report every bad line; nothing more is written
-            store.add([dataclasses.replace(r, line=r.line + offset) for r in records])
-            if result.rows + len(problems) > limits.max_rows:
+            store.add(parsed)
+            if result.rows > limits.max_rows:
                 problems.append(ImportProblem(0, "", f"the file has more than {limits.max_rows} judgements"))
                 break
         if not problems and not result.rows:
@@ -132,6 +131,75 @@ def judgements_import(
     return result
 
 
+@dataclass
+class _Chunk:
+    """Some lines of the file: their judgements and conversation nodes, or what is wrong with them."""
+
+    records: list[JudgementRecord]
+    problems: list[ImportProblem]
+    nodes: dict[str, services.MessageNode] = field(default_factory=dict)
+    plans: list[tuple[JudgementRecord, str, list[str]]] = field(default_factory=list)  # record, anchor, replies
+
+
+def _parsed(lines: Iterable[bytes], format: str, filename: str, limits, chunk_lines: int) -> Iterator[_Chunk]:
+    """The file, parsed `chunk_lines` lines at a time. After the first bad line only problems are looked for."""
+    bad = False
+    for offset, chunk in _line_chunks(lines, chunk_lines):
+        if offset == 0 and chunk.startswith(b"\xef\xbb\xbf"):
+            chunk = chunk[3:]
+        try:
+            records = parse_judgements(chunk, format=format, filename=filename, limits=limits, lines_before=offset)
+        except ImportFormatError as exc:
+            problems = [p for p in exc.problems if p.line or not _empty(p)]
+            bad = bad or bool(problems)
+            yield _Chunk([], problems)
+            continue
+        yield _Chunk(records, []) if bad else _Chunk(records, [], *_nodes(records))
+
+
+_DONE = object()
+
+
+def _read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items`, each made one step ahead of its use, in a thread of its own (it must not use the database). Parsing
+    (Python) thus runs while the caller waits on PostgreSQL, which is most of the caller's time. Closing the
+    iterator stops the thread."""
+    ready: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as exc:
+            put((None, exc))
+
+    thread = threading.Thread(target=produce, name="import-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _empty(problem: ImportProblem) -> bool:
     """A chunk-level "nothing here" problem: a chunk of blank lines, or of rows with no judgement in them (an
     Open-Assistant tree with no ranked replies), is not wrong; the whole file having none is checked at the end."""
@@ -145,66 +213,40 @@ class _Store:
         self.project, self.source, self.open_tasks, self.result = project, source, open_tasks, result
         self.chunks = 0
 
-    def add(self, records: list[JudgementRecord]) -> None:
-        nodes, plans = self._nodes(records)
+    def add(self, chunk: _Chunk) -> None:
+        records, nodes, plans = chunk.records, chunk.nodes, chunk.plans
         ids, created = services.messages_store(self.project, self.source, nodes)
         anchors = {plan[1] for plan in plans}
         self.result.prompts_created += len(anchors & created)
         self.result.replies_created += len({h for plan in plans for h in plan[2]} & created)
         tasks = self._tasks(plans, ids, {ids[h] for h in anchors & created})
         self.chunks += 1
-        if bulk.uses_copy() and self.chunks & (self.chunks - 1) == 0:
+        if bulk.uses_copy() and self.chunks in (1, 8):
             # Fresh planner statistics for the next lookups (autovacuum is not this fast), each time the tables the
             # import fills have doubled: after chunks 1, 2, 4, 8…
-            bulk.analyze(Message, Task)
+            bulk.analyze(Message, "project", "path_hash", "author_user")
+            bulk.analyze(Task, "project", "anchor")
         comparisons, rankings = [], []
+        source_id = self.source.pk
         for index, ((record, _anchor, replies), task) in enumerate(zip(plans, tasks, strict=True)):
             reply_ids = [ids[h] for h in replies]
-            common = {
-                "task_id": task,
-                "import_source_id": self.source.pk,
-                "client_token": f"import-{self.source.pk}-{record.line}-{index}",
-                "shown_order": reply_ids,
-            }
+            token = f"import-{source_id}-{record.line}-{index}"
             if record.kind == TaskKind.COMPARE:
+                a, b = reply_ids
                 comparisons.append(
-                    {
-                        **common,
-                        "candidate_a_id": reply_ids[0],
-                        "candidate_b_id": reply_ids[1],
-                        "choice": record.choice,
-                        "both_bad": record.both_bad,
-                        "margin": record.margin,
-                    }
+                    (task, source_id, token, reply_ids, a, b, record.choice, record.both_bad, record.margin)
                 )
             else:
-                rankings.append({**common, "tiers": [[reply_ids[i] for i in tier] for tier in record.tiers]})
-        bulk.insert(Comparison, comparisons)
-        bulk.insert(Ranking, rankings)
+                tiers = [[reply_ids[i] for i in tier] for tier in record.tiers]
+                rankings.append((task, source_id, token, reply_ids, tiers))
+        judgement = ("task_id", "import_source_id", "client_token", "shown_order")
+        bulk.insert(
+            Comparison, (*judgement, "candidate_a_id", "candidate_b_id", "choice", "both_bad", "margin"), comparisons
+        )
+        bulk.insert(Ranking, (*judgement, "tiers"), rankings)
         self.result.rows += len(records)
         self.result.judgements.update({"compare": len(comparisons), "rank": len(rankings)})
         self.result.judgements = +self.result.judgements  # drop zero counts
-
-    def _nodes(self, records: list[JudgementRecord]):
-        nodes: dict[str, services.MessageNode] = {}
-        plans: list[tuple[JudgementRecord, str, list[str]]] = []
-        for record in records:
-            parent = ""
-            for depth, turn in enumerate(record.conversation):
-                h = services.path_hash(parent, turn.role, turn.text)
-                if h not in nodes:
-                    nodes[h] = services.MessageNode(h, parent, turn.role, turn.text, depth, {})
-                parent = h
-            replies = []
-            for i, text in enumerate(record.replies):
-                h = services.path_hash(parent, "assistant", text)
-                if h not in nodes:
-                    model = record.models[i] if i < len(record.models) else None
-                    metadata = {"model": model} if model else {}
-                    nodes[h] = services.MessageNode(h, parent, "assistant", text, len(record.conversation), metadata)
-                replies.append(h)
-            plans.append((record, parent, replies))
-        return nodes, plans
 
     def _tasks(self, plans, ids: dict[str, int], new_anchor_ids: set[int]) -> list[int]:
         """The task of each judgement: the project's task for that prompt and those replies if there is one, else a
@@ -228,3 +270,26 @@ def file_lines(path) -> Iterator[bytes]:
     """The lines of a file on disk, read as they are needed."""
     with open(path, "rb") as handle:
         yield from handle
+
+
+def _nodes(records: list[JudgementRecord]):
+    """The conversation nodes of the records (by path hash), and each record's anchor and reply hashes."""
+    nodes: dict[str, services.MessageNode] = {}
+    plans: list[tuple[JudgementRecord, str, list[str]]] = []
+    for record in records:
+        parent = ""
+        for depth, turn in enumerate(record.conversation):
+            h = services.path_hash(parent, turn.role, turn.text)
+            if h not in nodes:
+                nodes[h] = services.MessageNode(h, parent, turn.role, turn.text, depth, {})
+            parent = h
+        replies = []
+        for i, text in enumerate(record.replies):
+            h = services.path_hash(parent, "assistant", text)
+            if h not in nodes:
+                model = record.models[i] if i < len(record.models) else None
+                metadata = {"model": model} if model else {}
+                nodes[h] = services.MessageNode(h, parent, "assistant", text, len(record.conversation), metadata)
+            replies.append(h)
+        plans.append((record, parent, replies))
+    return nodes, plans

@@ -266,14 +266,25 @@ class Message(models.Model):
     # recognised and not duplicated.
     # Looked up by (project, path_hash) among imported and generated messages: the unique index below serves it.
     path_hash = models.CharField(max_length=64)
+    # Exactly one author; each is indexed where it is set (see Meta.indexes), not on the other two thirds of rows.
     author_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="messages",
+        db_index=False,
     )
     author_model = models.ForeignKey(
-        "rewardlab.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+        "rewardlab.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="messages",
+        db_index=False,
     )
     author_import = models.ForeignKey(
-        ImportSource, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+        ImportSource, null=True, blank=True, on_delete=models.PROTECT, related_name="messages", db_index=False
     )
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -301,6 +312,13 @@ class Message(models.Model):
                 name="message_unique_path_per_project",
             ),
         ]
+        indexes = [
+            models.Index(fields=["author_user"], condition=Q(author_user__isnull=False), name="message_author_user"),
+            models.Index(fields=["author_model"], condition=Q(author_model__isnull=False), name="message_author_model"),
+            models.Index(
+                fields=["author_import"], condition=Q(author_import__isnull=False), name="message_author_import"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"
@@ -315,7 +333,8 @@ class Message(models.Model):
 
 
 class Task(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    # Indexed by the indexes below, which all start with the project.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks", db_index=False)
     kind = models.CharField(max_length=16, choices=TaskKind.choices)
     anchor = models.ForeignKey(
         Message, on_delete=models.PROTECT, related_name="anchored_tasks", help_text="The last user message."
@@ -332,11 +351,12 @@ class Task(models.Model):
     is_gold = models.BooleanField(default=False, editable=False)
     gold_answer = models.JSONField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
+    # At most one origin; each is indexed where it is set.
     origin_run = models.ForeignKey(
-        "rewardlab.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+        "rewardlab.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks", db_index=False
     )
     origin_import = models.ForeignKey(
-        ImportSource, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+        ImportSource, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks", db_index=False
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -362,6 +382,8 @@ class Task(models.Model):
                 condition=Q(is_active=True, is_gold=False, taken__lt=F("required_labelers")),
             ),
             models.Index(fields=["project", "kind", "is_gold"], name="task_project_kind_gold"),
+            models.Index(fields=["origin_run"], condition=Q(origin_run__isnull=False), name="task_origin_run"),
+            models.Index(fields=["origin_import"], condition=Q(origin_import__isnull=False), name="task_origin_import"),
         ]
 
     def __str__(self) -> str:
@@ -373,7 +395,8 @@ class Task(models.Model):
 
 
 class TaskCandidate(models.Model):
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="task_candidates")
+    # Indexed by the unique constraints below, which start with the task.
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="task_candidates", db_index=False)
     message = models.ForeignKey(Message, on_delete=models.PROTECT, related_name="+")
     position = models.PositiveSmallIntegerField()
 
@@ -434,11 +457,14 @@ class Annotation(models.Model):
     an imported file (then it has an import source instead of a labeler)."""
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="+")
+    # A labeler (through an assignment) or an import source: each is indexed where it is set (provenance_indexes).
     labeler = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     assignment = models.OneToOneField(Assignment, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    import_source = models.ForeignKey(ImportSource, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    import_source = models.ForeignKey(
+        ImportSource, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     client_token = models.CharField(max_length=64, help_text="Unique per submission: a double submit is harmless.")
     shown_order = models.JSONField(default=list, blank=True, help_text="Candidate message ids as shown.")
     time_spent_ms = models.PositiveIntegerField(default=0)
@@ -464,7 +490,20 @@ class Annotation(models.Model):
                 ),
                 name=f"{prefix}_labeler_xor_import",
             ),
-            models.UniqueConstraint(fields=["labeler", "client_token"], name=f"{prefix}_unique_client_token"),
+            models.UniqueConstraint(
+                fields=["labeler", "client_token"],
+                condition=Q(labeler__isnull=False),
+                name=f"{prefix}_unique_client_token",
+            ),
+        ]
+
+    @classmethod
+    def provenance_indexes(cls, prefix: str) -> list[models.Index]:
+        return [
+            models.Index(fields=["labeler"], condition=Q(labeler__isnull=False), name=f"{prefix}_labeler"),
+            models.Index(
+                fields=["import_source"], condition=Q(import_source__isnull=False), name=f"{prefix}_import_source"
+            ),
         ]
 
 
@@ -476,6 +515,7 @@ class Demonstration(Annotation):
     class Meta:
         ordering = ["-created_at"]
         constraints = Annotation.provenance_constraints("demonstration")
+        indexes = Annotation.provenance_indexes("demonstration")
 
     def __str__(self) -> str:
         return self.describe()
@@ -491,6 +531,7 @@ class Ranking(Annotation):
     class Meta:
         ordering = ["-created_at"]
         constraints = Annotation.provenance_constraints("ranking")
+        indexes = Annotation.provenance_indexes("ranking")
 
     def __str__(self) -> str:
         return self.describe()
@@ -528,6 +569,7 @@ class Comparison(Annotation):
             models.CheckConstraint(condition=Q(choice__gte=-4, choice__lte=4), name="comparison_choice_in_scale"),
             models.CheckConstraint(condition=~Q(candidate_a=F("candidate_b")), name="comparison_distinct_candidates"),
         ]
+        indexes = Annotation.provenance_indexes("comparison")
 
     def __str__(self) -> str:
         return self.describe()
@@ -547,6 +589,7 @@ class Rating(Annotation):
             *Annotation.provenance_constraints("rating"),
             models.CheckConstraint(condition=Q(score__gte=1, score__lte=7), name="rating_score_1_to_7"),
         ]
+        indexes = Annotation.provenance_indexes("rating")
 
     def __str__(self) -> str:
         return self.describe()

@@ -249,27 +249,34 @@ def messages_store(
     creates, everything is new (most of a dataset), and is not looked up."""
     ids: dict[str, int] = {}
     created: set[str] = set()
-    for depth in sorted({node.depth for node in nodes.values()}):
-        level = [n for n in nodes.values() if n.depth == depth]
+    project_id, source_id = project.pk, source.pk
+    levels: dict[int, list[MessageNode]] = {}
+    for node in nodes.values():
+        levels.setdefault(node.depth, []).append(node)
+    for depth in sorted(levels):
+        level = levels[depth]
         lookup = [n.hash for n in level if not n.parent_hash or n.parent_hash not in created]
         ids.update(existing_message_ids(project, lookup))
         new = [n for n in level if n.hash not in ids]
         rows = [
-            {
-                "project_id": project.pk,
-                "parent_id": ids[n.parent_hash] if n.parent_hash else None,
-                "role": n.role,
-                "text": n.text,
-                "depth": n.depth,
-                "path_hash": n.hash,
-                "author_import_id": source.pk,
-                "metadata": n.metadata,
-            }
+            (
+                project_id,
+                ids[n.parent_hash] if n.parent_hash else None,
+                n.role,
+                n.text,
+                depth,
+                n.hash,
+                source_id,
+                n.metadata,
+            )
             for n in new
         ]
-        ids.update(zip((n.hash for n in new), bulk.insert_returning_ids(Message, rows), strict=True))
+        ids.update(zip((n.hash for n in new), bulk.insert_returning_ids(Message, _MESSAGE_COLUMNS, rows), strict=True))
         created.update(n.hash for n in new)
     return ids, created
+
+
+_MESSAGE_COLUMNS = ("project_id", "parent_id", "role", "text", "depth", "path_hash", "author_import_id", "metadata")
 
 
 TaskKey = tuple[str, int, str]  # (kind, anchor message id, candidates_key)
@@ -295,25 +302,18 @@ def tasks_store(
         )
         ids.update({(kind, anchor, key): pk for kind, anchor, key, pk in rows})
     new_keys = [key for key in wanted if key not in ids]
+    places = {kind: project.overlap_for(kind) if open_tasks else 1 for kind in {key[0] for key in new_keys}}
+    project_id, source_id = project.pk, source.pk
     task_ids = bulk.insert_returning_ids(
         Task,
-        [
-            {
-                "project_id": project.pk,
-                "kind": kind,
-                "anchor_id": anchor,
-                "candidates_key": key,
-                "required_labelers": project.overlap_for(kind) if open_tasks else 1,
-                "is_active": open_tasks,
-                "origin_import_id": source.pk,
-            }
-            for kind, anchor, key in new_keys
-        ],
+        ("project_id", "kind", "anchor_id", "candidates_key", "required_labelers", "is_active", "origin_import_id"),
+        [(project_id, kind, anchor, key, places[kind], open_tasks, source_id) for kind, anchor, key in new_keys],
     )
     bulk.insert(
         TaskCandidate,
+        ("task_id", "message_id", "position"),
         [
-            {"task_id": task_id, "message_id": message_id, "position": position}
+            (task_id, message_id, position)
             for task_id, key in zip(task_ids, new_keys, strict=True)
             for position, message_id in enumerate(wanted[key])
         ],
@@ -323,6 +323,17 @@ def tasks_store(
 
 
 def existing_message_ids(project: Project, hashes: list[str]) -> dict[str, int]:
+    """The project's imported and generated messages with these path hashes: {hash: id}."""
+    if not hashes:
+        return {}
+    if connection.vendor == "postgresql":  # one query, the hashes as one array parameter
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT path_hash, id FROM {Message._meta.db_table}"  # noqa: S608 - the model's table
+                " WHERE project_id = %s AND author_user_id IS NULL AND path_hash = ANY(%s)",
+                [project.pk, hashes],
+            )
+            return dict(cursor.fetchall())
     found: dict[str, int] = {}
     for start in range(0, len(hashes), 1000):
         chunk = hashes[start : start + 1000]

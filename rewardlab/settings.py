@@ -319,6 +319,9 @@ REWARDLAB_MAX_TEXT_CHARS = env_int("REWARDLAB_MAX_TEXT_CHARS", 32_000)
 REWARDLAB_MAX_IMPORT_ROWS = env_int("REWARDLAB_MAX_IMPORT_ROWS", 200_000)
 REWARDLAB_MAX_COMPLETIONS = env_int("REWARDLAB_MAX_COMPLETIONS", 32)
 REWARDLAB_MAX_IMPORT_BYTES = env_int("REWARDLAB_MAX_IMPORT_BYTES", 256 * 1024 * 1024)
+# Large imports check their rows' foreign keys in bulk, not row by row, where the database role may skip
+# PostgreSQL's triggers for one transaction (see annotate/bulk.py); set it off to have the triggers check.
+REWARDLAB_IMPORT_BULK_CHECKS = env_bool("REWARDLAB_IMPORT_BULK_CHECKS", True)
 
 # Logs go to stderr: one JSON object a line in production (timestamp, level, logger, message, request_id,
 # user_id and run_id where known, exc_info; see rewardlab/logging.py), plain text in the demo.
