@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -93,6 +94,14 @@ def _as_json(value):
     return json.dumps(value)
 
 
+def _constant(field: models.Field, value):
+    if isinstance(field, models.JSONField):
+        return _as_json(value)
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    return value
+
+
 def insert(
     model: type[models.Model],
     columns: Sequence[str],
@@ -118,7 +127,8 @@ def insert(
         return
     now = timezone.now()
     rest = [f for f in fields.values() if f.attname not in columns and not f.primary_key]
-    tail = tuple(_as_json(_default(f, now)) if isinstance(f, models.JSONField) else _default(f, now) for f in rest)
+    # The same values on every row, as text once (psycopg formatting a datetime on each row is half its work).
+    tail = tuple(_constant(f, _default(f, now)) for f in rest)
     json_at = [i for i, c in enumerate(columns) if isinstance(fields[c], models.JSONField)]
     names = ([pk] if ids is not None else []) + [fields[c] for c in columns] + rest
     sql_columns = ", ".join(connection.ops.quote_name(f.column) for f in names)
@@ -153,15 +163,6 @@ def insert_returning_ids(
     if created[0].pk is None:
         raise RuntimeError("this database backend cannot return ids from a bulk insert")
     return [obj.pk for obj in created]
-
-
-def analyze(model: type[models.Model], *columns: str) -> None:
-    """ANALYZE the table (PostgreSQL), or only the `columns` (attnames) lookups filter on: inside a long import, the
-    statistics of tables it is filling are those of before, and lookups by index would be planned as scans."""
-    quote = connection.ops.quote_name
-    names = ", ".join(quote(model._meta.get_field(c.removesuffix("_id")).column) for c in columns)
-    with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {quote(model._meta.db_table)}{f' ({names})' if names else ''}")
 
 
 @contextlib.contextmanager

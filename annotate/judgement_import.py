@@ -16,22 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import queue
-import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from django.db import transaction
 
 from annotate import bulk, services
 from annotate.formats import ImportFormatError, ImportProblem
 from annotate.judgement_formats import FORMATS, JudgementRecord, parse_judgements
-from annotate.models import Comparison, ImportSource, Message, Project, Ranking, Task, TaskKind
+from annotate.models import Comparison, ImportSource, Project, Ranking, TaskKind
 
 CHUNK_LINES = 5000
-T = TypeVar("T")
 
 
 @dataclass
@@ -102,11 +98,7 @@ def judgements_import(
         result = JudgementImportResult(source=source)
         store = _Store(project, source, open_tasks, result)
         stack.enter_context(bulk.references_checked_in_bulk())
-        # Parsing runs a chunk ahead, in a thread, while this one waits on the database writing the last chunk.
-        chunks = stack.enter_context(
-            contextlib.closing(_read_ahead(_parsed(hashing, format, filename, limits, chunk_lines)))
-        )
-        for parsed in chunks:
+        for parsed in _parsed(hashing, format, filename, limits, chunk_lines):
             if parsed.problems or problems:
                 problems += parsed.problems
                 continue  # keep reading to report every bad line; nothing more is written
@@ -157,49 +149,6 @@ def _parsed(lines: Iterable[bytes], format: str, filename: str, limits, chunk_li
         yield _Chunk(records, []) if bad else _Chunk(records, [], *_nodes(records))
 
 
-_DONE = object()
-
-
-def _read_ahead(items: Iterator[T]) -> Iterator[T]:
-    """`items`, each made one step ahead of its use, in a thread of its own (it must not use the database). Parsing
-    (Python) thus runs while the caller waits on PostgreSQL, which is most of the caller's time. Closing the
-    iterator stops the thread."""
-    ready: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((_DONE, None))
-        except BaseException as exc:
-            put((None, exc))
-
-    thread = threading.Thread(target=produce, name="import-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = ready.get()
-            if error is not None:
-                raise error
-            if item is _DONE:
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
 def _empty(problem: ImportProblem) -> bool:
     """A chunk-level "nothing here" problem: a chunk of blank lines, or of rows with no judgement in them (an
     Open-Assistant tree with no ranked replies), is not wrong; the whole file having none is checked at the end."""
@@ -211,7 +160,6 @@ class _Store:
 
     def __init__(self, project: Project, source: ImportSource, open_tasks: bool, result: JudgementImportResult):
         self.project, self.source, self.open_tasks, self.result = project, source, open_tasks, result
-        self.chunks = 0
 
     def add(self, chunk: _Chunk) -> None:
         records, nodes, plans = chunk.records, chunk.nodes, chunk.plans
@@ -220,12 +168,6 @@ class _Store:
         self.result.prompts_created += len(anchors & created)
         self.result.replies_created += len({h for plan in plans for h in plan[2]} & created)
         tasks = self._tasks(plans, ids, {ids[h] for h in anchors & created})
-        self.chunks += 1
-        if bulk.uses_copy() and self.chunks in (1, 8):
-            # Fresh planner statistics for the next lookups (autovacuum is not this fast), each time the tables the
-            # import fills have doubled: after chunks 1, 2, 4, 8…
-            bulk.analyze(Message, "project", "path_hash", "author_user")
-            bulk.analyze(Task, "project", "anchor")
         comparisons, rankings = [], []
         source_id = self.source.pk
         for index, ((record, _anchor, replies), task) in enumerate(zip(plans, tasks, strict=True)):

@@ -6,12 +6,16 @@
 
 For each size, the script writes an HH-style file (`{"chosen": "\\n\\nHuman: …\\n\\nAssistant: …", "rejected": …}`,
 one pair per line: a multi-turn conversation every fourth line, replies of 40–400 characters, every prompt distinct)
-to a temporary folder, creates a fresh PostgreSQL database (`rewardlab_bench_import_<pid>` on BENCH_DATABASE_URL,
+to a temporary folder, creates a fresh PostgreSQL database (`rewardlab_bench_import_<pid>_<n>` on BENCH_DATABASE_URL,
 by default the local server with trust auth), migrates it, makes a project, and times `manage.py import_judgements
-<project> <file> --format hh` in a process of its own: wall time (from start to exit, Django's start-up included,
+<project> <file> --format hh` in a process of its own, after a CHECKPOINT (so that no size pays for writing out the
+one before): wall time (from start to exit, Django's start-up included,
 printed apart), pairs per second over the import itself, and the process's peak resident memory (ru_maxrss). The
-database is dropped at the end. Memory is flat in the file size when the peak stays the same from 10k to 100k pairs
-(the import reads and stores the file 5,000 lines at a time, in one transaction). Target: at least 5,000 pairs/s.
+databases are dropped at the end. Memory is flat in the file size when the peak stays the same from 10k to 100k
+pairs (the import reads and stores the file 5,000 lines at a time, in one transaction). Target: at least 5,000
+pairs/s. Beside it, in a database of its own that sees the same imports, the baseline: the same import with its
+foreign keys checked by PostgreSQL's row triggers (REWARDLAB_IMPORT_BULK_CHECKS=0), as for a database role that may
+not skip them.
 """
 
 from __future__ import annotations
@@ -99,54 +103,81 @@ def timed(env: dict, *args: str) -> tuple[float, int, str]:
     return seconds, peak, result.stdout.strip()
 
 
+VARIANTS = {
+    # name: environment. The baseline is the same import with its foreign keys checked by PostgreSQL's row triggers
+    # (~20 trigger queries per pair, at the commit): what a database role without the right to skip them gets.
+    "RewardLab": {},
+    "baseline: row triggers": {"REWARDLAB_IMPORT_BULK_CHECKS": "0"},
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", default=None, help="comma-separated sizes (default 10000,30000,100000)")
     parser.add_argument("--quick", action="store_true", help="sizes 2000,10000")
+    parser.add_argument("--no-baseline", action="store_true", help="time the import alone")
     args = parser.parse_args()
     sizes = sorted(int(x) for x in (args.pairs or ("2000,10000" if args.quick else "10000,30000,100000")).split(","))
-    database = f"rewardlab_bench_import_{os.getpid()}"
+    variants = {k: v for k, v in VARIANTS.items() if not (args.no_baseline and v)}
     work = Path(tempfile.mkdtemp(prefix="rewardlab-import-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "REWARDLAB_", "DATABASE_"))}
-    env.update(
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "REWARDLAB_", "DATABASE_"))}
+    base.update(
         {
             "DJANGO_SETTINGS_MODULE": "rewardlab.settings",
-            "DATABASE_URL": f"{PG_SERVER}/{database}",
             "REWARDLAB_VAR_DIR": str(work),
             "REWARDLAB_MAX_IMPORT_ROWS": str(max(sizes) * 2),
             "REWARDLAB_LOG_FORMAT": "plain",
         }
     )
+    # Each variant has a database of its own, which sees the same imports in the same order (the tables grow alike).
+    envs = {
+        name: {**base, **extra, "DATABASE_URL": f"{PG_SERVER}/rewardlab_bench_import_{os.getpid()}_{i}"}
+        for i, (name, extra) in enumerate(variants.items())
+    }
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; PostgreSQL on {PG_SERVER}")
     rows = []
     try:
-        admin_sql(f"DROP DATABASE IF EXISTS {database}")
-        admin_sql(f"CREATE DATABASE {database}")
-        manage(env, "migrate", "--noinput", "-v", "0")
-        startup, base_rss, _ = timed(env, "check")  # Django's start-up alone, and its memory
+        for env in envs.values():
+            database = env["DATABASE_URL"].rsplit("/", 1)[1]
+            admin_sql(f"DROP DATABASE IF EXISTS {database}")
+            admin_sql(f"CREATE DATABASE {database}")
+            manage(env, "migrate", "--noinput", "-v", "0")
+        startup, base_rss, _ = timed(envs["RewardLab"], "check")  # Django's start-up alone, and its memory
         for size in sizes:
-            slug = f"bench{size}"
-            code = f"from annotate import services; services.project_create(name={slug!r}, slug={slug!r})"
-            manage(env, "shell", "-c", code)
             path = work / f"pairs-{size}.jsonl"
             file_bytes = write_pairs(path, size)
-            seconds, peak, output = timed(env, "import_judgements", slug, str(path), "--format", "hh")
-            importing = max(seconds - startup, 1e-9)
-            rows.append((size, file_bytes, seconds, importing, size / importing, peak, output))
-            print(f"  {size:,} pairs: {seconds:.1f} s, peak {peak / 1024:.0f} MiB — {output}", flush=True)
+            slug = f"bench{size}"
+            for name, env in envs.items():
+                code = f"from annotate import services; services.project_create(name={slug!r}, slug={slug!r})"
+                manage(env, "shell", "-c", code)
+                admin_sql("CHECKPOINT")  # the last import's dirty pages are written now, not during this one
+                seconds, peak, output = timed(env, "import_judgements", slug, str(path), "--format", "hh")
+                importing = max(seconds - startup, 1e-9)
+                rows.append((name, size, file_bytes, seconds, importing, size / importing, peak))
+                print(f"  {name}, {size:,} pairs: {seconds:.1f} s, peak {peak / 1024:.0f} MiB — {output}", flush=True)
     finally:
-        admin_sql(f"DROP DATABASE IF EXISTS {database}")
+        for env in envs.values():
+            admin_sql(f"DROP DATABASE IF EXISTS {env['DATABASE_URL'].rsplit('/', 1)[1]}")
         shutil.rmtree(work, ignore_errors=True)
     print(f"\nDjango start-up (manage.py check): {startup:.2f} s, peak {base_rss / 1024:.0f} MiB")
-    print(f"{'pairs':>8} {'file MB':>8} {'wall s':>7} {'import s':>9} {'pairs/s':>8} {'peak RSS MiB':>13}")
-    for size, file_bytes, seconds, importing, rate, peak, _ in rows:
-        mb, mib = file_bytes / 1e6, peak / 1024
-        print(f"{size:>8,} {mb:>8.1f} {seconds:>7.1f} {importing:>9.1f} {rate:>8,.0f} {mib:>13.0f}")
-    largest = rows[-1]
+    rates = {(name, size): rate for name, size, _, _, _, rate, _ in rows}
     print(
-        f"target: at least {TARGET:,.0f} pairs/s at {largest[0]:,} pairs: {largest[4]:,.0f} "
-        f"{'met' if largest[4] >= TARGET else 'NOT met'}; peak memory {rows[0][5] / 1024:.0f} MiB at {rows[0][0]:,} "
-        f"pairs, {largest[5] / 1024:.0f} MiB at {largest[0]:,}"
+        f"{'import':<24} {'pairs':>8} {'file MB':>8} {'wall s':>7} {'import s':>9} {'pairs/s':>8} "
+        f"{'vs baseline':>12} {'peak RSS MiB':>13}"
+    )
+    for name, size, file_bytes, seconds, importing, rate, peak in rows:
+        baseline = rates.get(("baseline: row triggers", size))
+        ratio = f"{rate / baseline:.2f}x" if baseline and name == "RewardLab" else "—"
+        print(
+            f"{name:<24} {size:>8,} {file_bytes / 1e6:>8.1f} {seconds:>7.1f} {importing:>9.1f} {rate:>8,.0f} "
+            f"{ratio:>12} {peak / 1024:>13.0f}"
+        )
+    ours = [row for row in rows if row[0] == "RewardLab"]
+    largest = ours[-1]
+    print(
+        f"target: at least {TARGET:,.0f} pairs/s at {largest[1]:,} pairs: {largest[5]:,.0f} "
+        f"{'met' if largest[5] >= TARGET else 'NOT met'}; peak memory {ours[0][6] / 1024:.0f} MiB at {ours[0][1]:,} "
+        f"pairs, {largest[6] / 1024:.0f} MiB at {largest[1]:,}"
     )
 
 
