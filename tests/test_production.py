@@ -191,7 +191,8 @@ def test_production_mode_over_http(tmp_path, make_user):
         # A reward-model run, started and followed over the API, trained by the training worker.
         config = tiny_config(tiny_reward_backbone(tmp_path / "tiny-bert"))
         status, run = ops.call("POST", f"/api/projects/{project.slug}/runs/", {"kind": "reward", "config": config})
-        assert status == 201 and run["status"] == "queued", run
+        # the training worker may already have picked it up by the time the answer is written
+        assert status == 201 and run["status"] in ("queued", "running"), run
 
         def finished():
             _, body = ops.call("GET", f"/api/runs/{run['id']}/")
