@@ -14,7 +14,6 @@ so that every bad line is reported, with its line and field.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -91,21 +90,22 @@ def judgements_import(
     limits = services.import_limits()
     hashing = _Hashing(lines)
     problems: list[ImportProblem] = []
-    with transaction.atomic(), contextlib.ExitStack() as stack:
+    with transaction.atomic():
         source = ImportSource.objects.create(
             project=project, name=filename[:255] or "upload.jsonl", format=format, sha256="", imported_by=imported_by
         )
         result = JudgementImportResult(source=source)
         store = _Store(project, source, open_tasks, result)
-        stack.enter_context(bulk.references_checked_in_bulk())
-        for parsed in _parsed(hashing, format, filename, limits, chunk_lines):
-            if parsed.problems or problems:
-                problems += parsed.problems
-                continue  # keep reading to report every bad line; nothing more is written
-            store.add(parsed)
-            if result.rows > limits.max_rows:
-                problems.append(ImportProblem(0, "", f"the file has more than {limits.max_rows} judgements"))
-                break
+        # Only the bulk writes skip the row triggers (they check their references themselves); the ORM's do not.
+        with bulk.references_checked_in_bulk():
+            for parsed in _parsed(hashing, format, filename, limits, chunk_lines):
+                if parsed.problems or problems:
+                    problems += parsed.problems
+                    continue  # keep reading to report every bad line; nothing more is written
+                store.add(parsed)
+                if result.rows > limits.max_rows:
+                    problems.append(ImportProblem(0, "", f"the file has more than {limits.max_rows} judgements"))
+                    break
         if not problems and not result.rows:
             problems.append(ImportProblem(0, "", "no judgements in the file"))
         if problems:

@@ -9,8 +9,8 @@ one pair per line: a multi-turn conversation every fourth line, replies of 40–
 to a temporary folder, creates a fresh PostgreSQL database (`rewardlab_bench_import_<pid>_<n>` on BENCH_DATABASE_URL,
 by default the local server with trust auth), migrates it, makes a project, and times `manage.py import_judgements
 <project> <file> --format hh` in a process of its own, after a CHECKPOINT (so that no size pays for writing out the
-one before): wall time (from start to exit, Django's start-up included,
-printed apart), pairs per second over the import itself, and the process's peak resident memory (ru_maxrss). The
+one before): wall time (from start to exit, Django's start-up included), pairs per second over the command itself
+(timed inside the process, once Django is set up), and the process's peak resident memory (ru_maxrss). The
 databases are dropped at the end. Memory is flat in the file size when the peak stays the same from 10k to 100k
 pairs (the import reads and stores the file 5,000 lines at a time, in one transaction). Target: at least 5,000
 pairs/s. Beside it, in a database of its own that sees the same imports, the baseline: the same import with its
@@ -79,19 +79,25 @@ def manage(env: dict, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-# Runs manage.py and, on the way out, writes the process's own peak resident memory (KiB) to stderr.
+# Runs a manage.py command once Django is set up, and on the way out writes to stderr the seconds the command itself
+# took (start-up left out, measured in the process: start-up varies by a second between runs) and the process's own
+# peak resident memory (KiB).
 MEASURED = (
-    "import resource, runpy, sys\n"
-    "sys.argv = ['manage.py', *sys.argv[1:]]\n"
+    "import os, resource, sys, time\n"
+    "import django\n"
+    "from django.core.management import execute_from_command_line\n"
+    "django.setup()\n"
+    "started = time.perf_counter()\n"
     "try:\n"
-    "    runpy.run_path('manage.py', run_name='__main__')\n"
+    "    execute_from_command_line(['manage.py', *sys.argv[1:]])\n"
     "finally:\n"
+    "    print('RAN', time.perf_counter() - started, file=sys.stderr)\n"
     "    print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
 )
 
 
-def timed(env: dict, *args: str) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (KiB) and output of one manage.py process."""
+def timed(env: dict, *args: str) -> tuple[float, float, int, str]:
+    """Wall seconds, the command's own seconds, peak RSS (KiB) and output of one manage.py process."""
     started = time.perf_counter()
     result = subprocess.run(  # noqa: S603 - our own manage.py
         [sys.executable, "-c", MEASURED, *args], cwd=ROOT, env=env, capture_output=True, text=True
@@ -99,15 +105,18 @@ def timed(env: dict, *args: str) -> tuple[float, int, str]:
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {args[0]} failed:\n{result.stdout}\n{result.stderr[-3000:]}")
-    peak = next(int(line.split()[1]) for line in result.stderr.splitlines() if line.startswith("MAXRSS"))
-    return seconds, peak, result.stdout.strip()
+    stamps = {
+        line.split()[0]: line.split()[1] for line in result.stderr.splitlines() if line.startswith(("RAN", "MAXRSS"))
+    }
+    return seconds, float(stamps["RAN"]), int(stamps["MAXRSS"]), result.stdout.strip()
 
 
+OURS, BASELINE = "RewardLab", "baseline: row triggers"
 VARIANTS = {
     # name: environment. The baseline is the same import with its foreign keys checked by PostgreSQL's row triggers
     # (~20 trigger queries per pair, at the commit): what a database role without the right to skip them gets.
-    "RewardLab": {},
-    "baseline: row triggers": {"REWARDLAB_IMPORT_BULK_CHECKS": "0"},
+    OURS: {},
+    BASELINE: {"REWARDLAB_IMPORT_BULK_CHECKS": "0"},
 }
 
 
@@ -142,7 +151,8 @@ def main() -> None:
             admin_sql(f"DROP DATABASE IF EXISTS {database}")
             admin_sql(f"CREATE DATABASE {database}")
             manage(env, "migrate", "--noinput", "-v", "0")
-        startup, base_rss, _ = timed(envs["RewardLab"], "check")  # Django's start-up alone, and its memory
+        wall, ran, base_rss, _ = timed(envs[OURS], "check")  # Django's start-up alone, and its memory
+        startup = wall - ran
         for size in sizes:
             path = work / f"pairs-{size}.jsonl"
             file_bytes = write_pairs(path, size)
@@ -151,8 +161,7 @@ def main() -> None:
                 code = f"from annotate import services; services.project_create(name={slug!r}, slug={slug!r})"
                 manage(env, "shell", "-c", code)
                 admin_sql("CHECKPOINT")  # the last import's dirty pages are written now, not during this one
-                seconds, peak, output = timed(env, "import_judgements", slug, str(path), "--format", "hh")
-                importing = max(seconds - startup, 1e-9)
+                seconds, importing, peak, output = timed(env, "import_judgements", slug, str(path), "--format", "hh")
                 rows.append((name, size, file_bytes, seconds, importing, size / importing, peak))
                 print(f"  {name}, {size:,} pairs: {seconds:.1f} s, peak {peak / 1024:.0f} MiB — {output}", flush=True)
     finally:
@@ -166,13 +175,13 @@ def main() -> None:
         f"{'vs baseline':>12} {'peak RSS MiB':>13}"
     )
     for name, size, file_bytes, seconds, importing, rate, peak in rows:
-        baseline = rates.get(("baseline: row triggers", size))
-        ratio = f"{rate / baseline:.2f}x" if baseline and name == "RewardLab" else "—"
+        baseline = rates.get((BASELINE, size))
+        ratio = f"{rate / baseline:.2f}x" if baseline and name == OURS else "—"
         print(
             f"{name:<24} {size:>8,} {file_bytes / 1e6:>8.1f} {seconds:>7.1f} {importing:>9.1f} {rate:>8,.0f} "
             f"{ratio:>12} {peak / 1024:>13.0f}"
         )
-    ours = [row for row in rows if row[0] == "RewardLab"]
+    ours = [row for row in rows if row[0] == OURS]
     largest = ours[-1]
     print(
         f"target: at least {TARGET:,.0f} pairs/s at {largest[1]:,} pairs: {largest[5]:,.0f} "
