@@ -7,7 +7,7 @@ siblings under the labeler's message, with a one-labeler compare task (never ser
 comparison, and an edit is a demonstration under the same message. So the exports' conversational pairs and
 SFT rows include chats with no extra work.
 
-Replies are written by a Celery task on the `inference` queue (`rewardlab.inference`), never in a web request:
+Replies are written by a Celery task on the `inference` queue (`training.inference`), never in a web request:
 the page polls the turn until both replies are there.
 """
 
@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -68,10 +69,16 @@ def _check_generation_room(labeler, project: Project) -> None:
         )
 
 
-def _enqueue(turn: ChatTurn) -> None:
-    from rewardlab.tasks import chat_generate  # the web side only sends; the worker imports the model code
+# The inference worker's task, enqueued by name: the web side never imports the worker's (model) code.
+CHAT_GENERATE_TASK = "training.tasks.chat_generate"
 
-    transaction.on_commit(lambda: chat_generate.delay(turn.pk))
+
+def generation_send(turn_id: int) -> None:
+    current_app.send_task(CHAT_GENERATE_TASK, args=(turn_id,))
+
+
+def _enqueue(turn: ChatTurn) -> None:
+    transaction.on_commit(lambda: generation_send(turn.pk))
 
 
 def _new_turn(chat: Chat, number: int, parent: Message | None, text: str, now: datetime) -> ChatTurn:

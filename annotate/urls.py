@@ -9,12 +9,6 @@ urlpatterns = [
     path("projects/<slug:slug>/import/", views.project_import, name="project_import"),
     path("projects/<slug:slug>/quality/", views.project_quality, name="project_quality"),
     path("projects/<slug:slug>/export/", views.project_export, name="project_export"),
-    path("projects/<slug:slug>/snapshots/", views.snapshot_create, name="snapshot_create"),
-    path(
-        "projects/<slug:slug>/snapshots/<int:snapshot_id>/download/",
-        views.snapshot_download,
-        name="snapshot_download",
-    ),
     path(
         "projects/<slug:slug>/quality/labelers/<int:user_id>/deactivate/",
         views.labeler_deactivate,

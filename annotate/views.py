@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotate import exports, quality, selectors, services
+from annotate import exports, extensions, quality, selectors, services
 from annotate.formats import ImportFormatError
 from annotate.forms import (
     ComparisonForm,
@@ -30,9 +30,6 @@ from annotate.forms import (
 from annotate.models import COMPARISON_SCALE, Assignment, Project, Task, TaskKind
 from annotate.permissions import role_required
 from annotate.roles import RoleName, user_has_role
-from rewardlab import selectors as reward_selectors
-from rewardlab.services import snapshot_freeze
-from rewardlab.views import STOP_POLLING
 
 User = get_user_model()
 
@@ -48,24 +45,16 @@ def home(request):
 
 
 @role_required(RoleName.RESEARCHER)
-def project_overview(request, slug: str, retrain_form=None):
-    """The project at a glance, with the loop: retraining cycles and their runs, and the model leaderboard."""
-    from rewardlab.forms import RetrainSettingsForm
-
+def project_overview(request, slug: str, *, status: int = 200, **section_context):
+    """The project at a glance; installed apps add their sections (the training app: the loop, with retraining
+    cycles and their runs, and the model leaderboard). `section_context` reaches every section (a form with
+    errors to show again, with `status` 400)."""
     project = get_object_or_404(Project, slug=slug)
-    if request.htmx and request.GET.get("part") == "cycles":  # htmx polls the cycles (only) while one runs
-        cycles = reward_selectors.recent_cycles(project=project)
-        loop = {"cycles": cycles, "running": reward_selectors.running_cycle_in(cycles)}
-        response = render(request, "annotate/project_overview.html#cycles", {"project": project, "loop": loop})
-        if loop["running"] is None:
-            response.status_code = STOP_POLLING
-        return response
     context = {
         "overview": selectors.project_overview(project=project),
-        "loop": reward_selectors.project_loop(project=project),
-        "retrain_form": retrain_form or RetrainSettingsForm(instance=project),
+        "sections": extensions.sections("overview", request, project, **section_context),
     }
-    return render(request, "annotate/project_overview.html", context, status=400 if retrain_form else 200)
+    return render(request, "annotate/project_overview.html", context, status=status)
 
 
 # --- exports and snapshots -----------------------------------------------------------------------------------
@@ -96,44 +85,12 @@ def project_export(request, slug: str):
         "options": options,
         "preview": preview,
         "query": request.GET.urlencode(),
-        "snapshots": project.snapshots.select_related("created_by")[:20],
+        "sections": {
+            "preview": extensions.sections("export_preview", request, project, form=form, preview=preview),
+            "after": extensions.sections("export", request, project, form=form, options=options),
+        },
     }
     return render(request, "annotate/project_export.html", context, status=400 if form.errors else 200)
-
-
-@role_required(RoleName.RESEARCHER)
-@require_POST
-def snapshot_create(request, slug: str):
-    project = get_object_or_404(Project, slug=slug)
-    form = ExportForm(request.POST)
-    options = form.options() if form.is_valid() else None
-    if options is None:
-        messages.error(
-            request,
-            "The export options are not valid: "
-            + "; ".join(str(error) for errors in form.errors.values() for error in errors),
-        )
-        return redirect("annotate:project_export", slug=project.slug)
-    result = snapshot_freeze(
-        project=project, options=options, name=request.POST.get("name", "")[:200], created_by=request.user
-    )
-    snapshot = result.snapshot
-    if result.created:
-        messages.success(
-            request, f"Snapshot {snapshot.content_hash[:12]} frozen: {snapshot.row_counts.get('rows', 0):,} rows."
-        )
-    else:
-        messages.info(request, f"Nothing changed since snapshot {snapshot.content_hash[:12]}; it is the same data.")
-    return redirect("annotate:project_export", slug=project.slug)
-
-
-@role_required(RoleName.RESEARCHER)
-@require_http_methods(["GET"])
-def snapshot_download(request, slug: str, snapshot_id: int):
-    """The snapshot's file exactly as it was frozen."""
-    project = get_object_or_404(Project, slug=slug)
-    snapshot = get_object_or_404(project.snapshots, pk=snapshot_id)
-    return exports.snapshot_response(project, snapshot)
 
 
 # --- quality control ----------------------------------------------------------------------------------------
@@ -166,16 +123,13 @@ def project_quality(request, slug: str):
     project = get_object_or_404(Project, slug=slug)
     report = quality.quality_report(project=project, days=CHART_DAYS)
     texts = selectors.message_texts(ids={i for p in report.contested for i in [p.anchor_id, *p.scores]})
-    reward_model = reward_selectors.serving_version(project=project, kind="reward")
-    rewards = reward_selectors.candidate_scores(
-        version=reward_model, message_ids={m for p in report.contested for m in p.scores}
-    )
+    rewards = extensions.candidate_scores(project=project, message_ids={m for p in report.contested for m in p.scores})
     contested = [
         {
             "prompt": p,
             "text": texts.get(p.anchor_id, ""),
             "candidates": sorted(
-                ((score, texts.get(m, ""), rewards.get(m)) for m, score in p.scores.items()), reverse=True
+                ((score, texts.get(m, ""), rewards.scores.get(m)) for m, score in p.scores.items()), reverse=True
             ),
         }
         for p in report.contested
@@ -189,7 +143,7 @@ def project_quality(request, slug: str):
             "bars": _day_bars(report.days),
             "contested": contested,
             "kinds": TaskKind.choices,
-            "reward_model": reward_model,
+            "reward_model": rewards.model,
             "kind_columns": [("demonstrate", "Demos"), ("rank", "Rankings"), ("compare", "A/B"), ("rate", "Ratings")],
         },
     )

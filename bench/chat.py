@@ -79,7 +79,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from annotate import services as labeling
 from annotate.models import Project
-from rewardlab import runner, services
+from training import runner, services
 
 call_command("load_demo")
 for name in {names!r}:
@@ -97,7 +97,7 @@ for n in range(12):
     text = f"Happy to help. Here is a short, careful answer ({{n}}): first the key point, then one example."
     labeling.demonstration_submit(labeler=labeler, assignment_id=lease.pk, text=text, client_token=f"bench-{{n}}")
 # Trained here, before any worker runs: its Celery message is not sent, so nothing can take the run again.
-with mock.patch("rewardlab.tasks.run_execute.apply_async"):
+with mock.patch("training.queue.run_send"):
     run = services.run_start_sft(project=project, config={config!r}, created_by=users.get(username="admin"))
 status = runner.run_execute(run_id=run.pk, worker="bench")
 run.refresh_from_db()
@@ -215,7 +215,7 @@ class Demo:
         ours); the embedded broker is a file of our own."""
         if self.args.broker:
             subprocess.run(
-                [sys.executable, "-m", "celery", "-A", "rewardlab", "purge", "-f", "-Q", "inference"],
+                [sys.executable, "-m", "celery", "-A", "rewardlab.celery", "purge", "-f", "-Q", "inference"],
                 cwd=ROOT,
                 env=self.env,
                 capture_output=True,
@@ -240,7 +240,7 @@ class Demo:
         else:
             command = ["manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"]
         self.server = self._start(command, "server.log")
-        worker = ["-m", "celery", "-A", "rewardlab", "worker", "-Q", "inference", "--concurrency", "1"]
+        worker = ["-m", "celery", "-A", "rewardlab.celery", "worker", "-Q", "inference", "--concurrency", "1"]
         worker += ["--pool", self.args.pool, "--loglevel", "INFO", "--hostname", "inference@%h"]
         self.worker = self._start(worker, "worker.log")
         deadline = time.monotonic() + 120

@@ -69,9 +69,9 @@ def main() -> None:
     from annotate import services as annotate_services
     from annotate.models import Project, Task
     from annotate.roles import RoleName
-    from rewardlab import cycles
-    from rewardlab.models import RetrainCycle
     from tests.simulate import simulate
+    from training import cycles
+    from training.models import RetrainCycle
 
     project = Project.objects.get(slug="demo")
     project.overlap_rank = project.overlap_compare = 1
@@ -97,7 +97,7 @@ def main() -> None:
 
     log = open(work / "worker.log", "w")
     worker = subprocess.Popen(
-        [python, "-m", "celery", "-A", "rewardlab", "worker", "-Q", "default,training", "--concurrency", "1",
+        [python, "-m", "celery", "-A", "rewardlab.celery", "worker", "-Q", "default,training", "--concurrency", "1",
          "--loglevel", "INFO", "--hostname", "loop@%h"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

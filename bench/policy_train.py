@@ -140,8 +140,8 @@ def run_generation(plan: dict, device) -> dict:
     (RSS only grows, and the allocator reuses what smaller batches freed)."""
     import torch
 
-    from rewardlab.training import policy
-    from rewardlab.training.common import autocast, pick_dtype, seed_everything
+    from ml import policy
+    from ml.common import autocast, pick_dtype, seed_everything
 
     tokenizer, model = policy.load_policy(plan["base"], trainable=False)
     model.to(device).eval()
@@ -184,7 +184,7 @@ def run_generation(plan: dict, device) -> dict:
 
 
 def run_trainer(name: str, plan: dict, output: Path, device) -> dict:
-    from rewardlab.training.config import (
+    from ml.config import (
         ChatPairRecord,
         ChatRecord,
         DPOConfig,
@@ -197,11 +197,11 @@ def run_trainer(name: str, plan: dict, output: Path, device) -> dict:
     common = {"base_model": base, "seed": seed, "device": str(device)}
     started = time.perf_counter()
     if name.startswith("ppo"):
-        from rewardlab.training.ppo import train_ppo
+        from ml.ppo import train_ppo
 
         reward_fn = letter_share
         if plan["reward_model"]:
-            from rewardlab.training.reward import RewardScorer
+            from ml.reward import RewardScorer
 
             reward_fn = RewardScorer.load(plan["reward_model"], device=str(device)).score
         config = PPOConfig(
@@ -220,7 +220,7 @@ def run_trainer(name: str, plan: dict, output: Path, device) -> dict:
             "reward_first": m["reward_mean_first"], "reward_last": m["reward_mean_last"], "kl_last": m["kl_last"],
         }  # fmt: skip
     elif name == "sft":
-        from rewardlab.training.sft import train_sft
+        from ml.sft import train_sft
 
         config = SFTConfig(**common, batch_size=batch, epochs=1, eval_share=0.0)
         result = train_sft([ChatRecord(**r) for r in data["demonstrations"]], config, output)
@@ -228,7 +228,7 @@ def run_trainer(name: str, plan: dict, output: Path, device) -> dict:
         out = {"examples": m["train_examples"], "steps": m["steps"], "loop_seconds": m["train_seconds"]}
         out["per_second"] = m["train_examples_per_second"]
     else:
-        from rewardlab.training.dpo import train_dpo
+        from ml.dpo import train_dpo
 
         config = DPOConfig(**common, batch_size=batch, epochs=1, eval_share=0.0)
         result = train_dpo([ChatPairRecord(**r) for r in data["pairs"]], config, output)
@@ -243,7 +243,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
     import transformers  # noqa: F401 - imported before the baseline memory is read, as the trainers need it
 
-    from rewardlab.training.common import pick_device
+    from ml.common import pick_device
 
     plan = json.loads(Path(args.plan).read_text())
     device = pick_device(plan["device"])
@@ -276,7 +276,7 @@ def machine(device_name: str) -> str:
     import torch
     import transformers
 
-    from rewardlab.training.common import pick_device
+    from ml.common import pick_device
 
     device = pick_device(device_name)
     cpu = platform.processor() or platform.machine()
@@ -325,10 +325,10 @@ def main() -> None:
         child(args)
         return
 
-    from rewardlab.training import policy
-    from rewardlab.training.common import quiet_transformers
-    from rewardlab.training.config import ChatRecord
-    from rewardlab.training.policy import corpus
+    from ml import policy
+    from ml.common import quiet_transformers
+    from ml.config import ChatRecord
+    from ml.policy import corpus
 
     print(machine(args.device))
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}

@@ -38,7 +38,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rewardlab.training.reward import (
+from ml.reward import (
     EMBEDDED_BACKBONE,
     PairRecord,
     encode,
@@ -155,7 +155,7 @@ def trl_tokenizer(path: str):
 def run_ours(records: list[PairRecord], args: argparse.Namespace, output: Path) -> dict:
     import transformers  # imported before the clock starts, as `trl` is in `run_trl`
 
-    from rewardlab.training.reward import RewardConfig, train_reward_model
+    from ml.reward import RewardConfig, train_reward_model
 
     transformers.AutoModelForSequenceClassification  # noqa: B018 - resolve the lazy import now
     config = RewardConfig(

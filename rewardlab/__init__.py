@@ -1,5 +1,3 @@
-"""RewardLab: the Django project package and the training side."""
-
-from rewardlab.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""RewardLab: the Django project package (settings, urls, Celery, logging, health). Empty on purpose: importing
+anything under it loads no Celery; the app is loaded by `rewardlab.apps.ProjectConfig.ready()`, and workers start
+with `celery -A rewardlab.celery`."""

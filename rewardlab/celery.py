@@ -1,5 +1,5 @@
-"""The Celery application. Workers: `celery -A rewardlab worker -Q default` for light tasks and
-`celery -A rewardlab worker -Q training --concurrency 1 --prefetch-multiplier 1` on GPU machines."""
+"""The Celery application. Workers: `celery -A rewardlab.celery worker -Q default` for light tasks and
+`celery -A rewardlab.celery worker -Q training --concurrency 1 --prefetch-multiplier 1` on GPU machines."""
 
 import os
 

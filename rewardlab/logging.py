@@ -1,7 +1,7 @@
 """Structured logs: one JSON object a line, with the request, user and run a line belongs to.
 
 The context lives in contextvars, set by `rewardlab.middleware.RequestIDMiddleware` for a web request and by the
-runner for a training run (`log_context(run_id=...)`). `ContextFilter` copies it onto each record (a value passed
+runner for a training run (`ml.logs.run_context`). `ContextFilter` copies it onto each record (a value passed
 with `extra=` wins); `JSONFormatter` writes the record. settings.LOGGING picks JSON or plain text
 (`REWARDLAB_LOG_FORMAT`)."""
 
@@ -17,9 +17,10 @@ from typing import Any
 
 from django.utils.functional import LazyObject, empty
 
+from ml.logs import run_id_var  # set by the training runner around a run
+
 request_id_var: ContextVar[str | None] = ContextVar("rewardlab_request_id", default=None)
 user_id_var: ContextVar[int | None] = ContextVar("rewardlab_user_id", default=None)
-run_id_var: ContextVar[int | None] = ContextVar("rewardlab_run_id", default=None)
 # The request being served, so the user can be read once authentication has resolved it (never forcing a lookup).
 request_var: ContextVar[Any] = ContextVar("rewardlab_request", default=None)
 

@@ -59,8 +59,9 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "axes",
+    "rewardlab.apps.ProjectConfig",
     "annotate",
-    "rewardlab",
+    "training",
 ]
 
 MIDDLEWARE = [
@@ -208,8 +209,8 @@ SPECTACULAR_SETTINGS = {
         "TaskKindEnum": "annotate.models.TaskKind",
         "UserRoleEnum": "annotate.api.serializers.ROLE_CHOICES",
         "MessageRoleEnum": "annotate.models.Role",
-        "RunKindEnum": "rewardlab.models.RunKind",
-        "RunStatusEnum": "rewardlab.models.RunStatus",
+        "RunKindEnum": "training.models.RunKind",
+        "RunStatusEnum": "training.models.RunStatus",
     },
 }
 
@@ -262,10 +263,10 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
-    "rewardlab.tasks.train_*": {"queue": "training"},
-    "rewardlab.tasks.run_execute": {"queue": "training"},
-    "rewardlab.tasks.score_candidates": {"queue": "training"},
-    "rewardlab.tasks.chat_generate": {"queue": "inference"},
+    "training.tasks.train_*": {"queue": "training"},
+    "training.tasks.run_execute": {"queue": "training"},
+    "training.tasks.score_candidates": {"queue": "training"},
+    "training.tasks.chat_generate": {"queue": "inference"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1)
 CELERY_TASK_ACKS_LATE = False  # only idempotent tasks opt in, per task
@@ -281,13 +282,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotate.tasks.leases_release_expired",
         "schedule": float(env_int("REWARDLAB_LEASE_SWEEP_SECONDS", 60)),
     },
-    "fail-stale-runs": {"task": "rewardlab.tasks.runs_fail_stale", "schedule": 60.0},
+    "fail-stale-runs": {"task": "training.tasks.runs_fail_stale", "schedule": 60.0},
     "retraining-cycles": {
-        "task": "rewardlab.tasks.cycles_tick",
+        "task": "training.tasks.cycles_tick",
         "schedule": float(env_int("REWARDLAB_CYCLE_TICK_SECONDS", 60)),
     },
     "score-new-candidates": {
-        "task": "rewardlab.tasks.score_serving_candidates",
+        "task": "training.tasks.score_serving_candidates",
         "schedule": float(env_int("REWARDLAB_SCORE_SWEEP_SECONDS", 300)),
     },
 }

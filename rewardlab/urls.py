@@ -3,18 +3,18 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from annotate import views as annotate_views
-from rewardlab import views as reward_views
+from rewardlab.health import healthz
 
 admin.site.site_header = "RewardLab administration"
 admin.site.site_title = "RewardLab"
 
 urlpatterns = [
     path("", annotate_views.home, name="home"),
-    path("healthz", reward_views.healthz, name="healthz"),
+    path("healthz", healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("api/", include("annotate.api.urls")),
-    path("", include("rewardlab.web_urls")),
+    path("api/", include("rewardlab.api_urls")),
+    path("", include("training.web_urls")),
     path("", include("annotate.urls")),
 ]

@@ -21,13 +21,13 @@ trap stop INT TERM EXIT
 
 "$PY" manage.py runserver "127.0.0.1:$PORT" --noreload &
 pids+=($!)
-"$PY" -m celery -A rewardlab worker -Q default,training --concurrency 1 --loglevel INFO \
+"$PY" -m celery -A rewardlab.celery worker -Q default,training --concurrency 1 --loglevel INFO \
   --hostname "demo@%h" >var/log/worker.log 2>&1 &
 pids+=($!)
-"$PY" -m celery -A rewardlab worker -Q inference --concurrency 1 --loglevel INFO \
+"$PY" -m celery -A rewardlab.celery worker -Q inference --concurrency 1 --loglevel INFO \
   --hostname "inference@%h" >var/log/inference.log 2>&1 &
 pids+=($!)
-"$PY" -m celery -A rewardlab beat --loglevel INFO >var/log/beat.log 2>&1 &
+"$PY" -m celery -A rewardlab.celery beat --loglevel INFO >var/log/beat.log 2>&1 &
 pids+=($!)
 
 sleep 2

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from annotate import services
 from annotate.models import Project
 from annotate.roles import RoleName
+from tests.tiny_models import tiny_reward_backbone
 
 PASSWORD = "correct-horse-battery"
 
@@ -60,3 +62,8 @@ def artifacts(settings, tmp_path):
 def jsonl(*rows) -> bytes:
     """Rows as a JSONL file; a `bytes` row is written verbatim (for malformed lines)."""
     return b"\n".join(r if isinstance(r, bytes) else json.dumps(r).encode() for r in rows) + b"\n"
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> Path:
+    return tiny_reward_backbone(tmp_path_factory.mktemp("tiny-bert"))

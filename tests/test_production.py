@@ -25,8 +25,8 @@ from django.db import connection, connections
 from annotate import services
 from annotate.roles import RoleName
 from tests.conftest import PASSWORD, jsonl
-from tests.rewardlab.conftest import tiny_config
 from tests.tiny_models import tiny_reward_backbone
+from tests.training.conftest import tiny_config
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
@@ -133,9 +133,9 @@ def test_production_mode_over_http(tmp_path, make_user):
     processes = {
         "web": start([python, "-m", "gunicorn", "rewardlab.wsgi:application", "-b", f"127.0.0.1:{port}",
                       "--workers", "2", "--timeout", "60"], env, tmp_path / "web.log"),
-        "default": start([python, "-m", "celery", "-A", "rewardlab", "worker", "-Q", "default", "-c", "1",
+        "default": start([python, "-m", "celery", "-A", "rewardlab.celery", "worker", "-Q", "default", "-c", "1",
                           "-n", f"default-{port}@%h", "--loglevel", "INFO"], env, tmp_path / "default.log"),
-        "training": start([python, "-m", "celery", "-A", "rewardlab", "worker", "-Q", "training", "-c", "1",
+        "training": start([python, "-m", "celery", "-A", "rewardlab.celery", "worker", "-Q", "training", "-c", "1",
                            "--prefetch-multiplier", "1", "-n", f"training-{port}@%h", "--loglevel", "INFO"],
                           env, tmp_path / "training.log"),
     }  # fmt: skip

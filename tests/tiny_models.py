@@ -11,7 +11,7 @@ def tiny_reward_backbone(directory: Path) -> Path:
     in `directory` (once); returns `directory` for `base_model`."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, set_seed
 
-    from rewardlab.training.reward import EMBEDDED_BACKBONE, resolve_model_path
+    from ml.reward import EMBEDDED_BACKBONE, resolve_model_path
 
     if not (directory / "config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_BACKBONE))

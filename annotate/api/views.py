@@ -18,7 +18,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotate import judgement_import, selectors, services
+from annotate import extensions, judgement_import, selectors, services
 from annotate.api import selectors as api_selectors
 from annotate.api import serializers as s
 from annotate.api.errors import LockedOut
@@ -27,7 +27,6 @@ from annotate.api.throttling import AnonRateThrottle
 from annotate.models import Project, TaskKind
 from annotate.permissions import HasRole
 from annotate.roles import RoleName, user_has_role, user_roles
-from rewardlab import selectors as reward_selectors
 
 User = get_user_model()
 
@@ -245,11 +244,10 @@ class TaskDetailView(APIView):
         if task is None:
             raise NotFound("No task with this id.")
         conversation = selectors.conversation_path(message=task.anchor)
-        scores = reward_selectors.candidate_scores(
-            version=reward_selectors.serving_version(project=task.project, kind="reward"),
-            message_ids=[row.message_id for row in task.task_candidates.all()],
+        scores = extensions.candidate_scores(
+            project=task.project, message_ids=[row.message_id for row in task.task_candidates.all()]
         )
-        context = {"conversation": conversation, "reward_scores": scores}
+        context = {"conversation": conversation, "reward_scores": scores.scores}
         return Response(s.TaskDetailSerializer(task, context=context).data)
 
 

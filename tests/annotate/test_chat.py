@@ -24,7 +24,7 @@ from annotate.models import (
 )
 from annotate.roles import RoleName
 from annotate.services import LabelingError
-from rewardlab.models import ModelKind, ModelVersion
+from training.models import ModelKind, ModelVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +39,7 @@ def chatty(project):
 @pytest.fixture
 def enqueued(monkeypatch):
     sent = []
-    monkeypatch.setattr("rewardlab.tasks.chat_generate.delay", lambda turn_id: sent.append(turn_id))
+    monkeypatch.setattr("annotate.chat.generation_send", lambda turn_id: sent.append(turn_id))
     return sent
 
 

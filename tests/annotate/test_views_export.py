@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from annotate import services
 from annotate.roles import RoleName
-from rewardlab.models import DatasetSnapshot
 from tests.conftest import jsonl
+from training.models import DatasetSnapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -63,23 +63,23 @@ def test_bad_options_are_named(client, researcher, compared):
 def test_labelers_cannot_export(client, make_user, compared):
     client.force_login(make_user(RoleName.LABELER))
     assert client.get(url(compared, **BASE, format="jsonl", download="1")).status_code == 403
-    response = client.post(reverse("annotate:snapshot_create", args=[compared.slug]), {**BASE, "format": "jsonl"})
+    response = client.post(reverse("rewardlab:snapshot_create", args=[compared.slug]), {**BASE, "format": "jsonl"})
     assert response.status_code == 403
 
 
 def test_a_snapshot_is_frozen_and_downloaded_byte_for_byte(client, researcher, compared):
     client.force_login(researcher)
     response = client.post(
-        reverse("annotate:snapshot_create", args=[compared.slug]),
+        reverse("rewardlab:snapshot_create", args=[compared.slug]),
         {**BASE, "format": "parquet", "name": "v1"},
         follow=True,
     )
     assert "Snapshot" in response.content.decode() and "3 rows" in response.content.decode()
     snapshot = DatasetSnapshot.objects.get()
-    download = client.get(reverse("annotate:snapshot_download", args=[compared.slug, snapshot.pk]))
+    download = client.get(reverse("rewardlab:snapshot_download", args=[compared.slug, snapshot.pk]))
     assert b"".join(download.streaming_content) == open(snapshot.export_path, "rb").read()
     again = client.post(
-        reverse("annotate:snapshot_create", args=[compared.slug]), {**BASE, "format": "parquet"}, follow=True
+        reverse("rewardlab:snapshot_create", args=[compared.slug]), {**BASE, "format": "parquet"}, follow=True
     )
     assert "Nothing changed since snapshot" in again.content.decode() and DatasetSnapshot.objects.count() == 1
 
@@ -89,5 +89,5 @@ def test_snapshot_creation_needs_csrf(researcher, compared):
 
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(researcher)
-    response = strict.post(reverse("annotate:snapshot_create", args=[compared.slug]), {**BASE, "format": "jsonl"})
+    response = strict.post(reverse("rewardlab:snapshot_create", args=[compared.slug]), {**BASE, "format": "jsonl"})
     assert response.status_code == 403 and not DatasetSnapshot.objects.exists()

@@ -10,11 +10,11 @@ from celery.contrib.testing.worker import start_worker
 from annotate import exports
 from annotate.models import Chat, Demonstration
 from annotate.roles import RoleName
-from rewardlab import services as run_services
 from rewardlab.celery import app
-from rewardlab.models import RunStatus, TrainingRun
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import screenshot
+from training import services as run_services
+from training.models import RunStatus, TrainingRun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
@@ -33,7 +33,7 @@ def wait_for_run(run: TrainingRun, seconds: int = 180) -> TrainingRun:
 def test_a_labeler_chats_three_turns_with_the_keyboard_rewrites_one_reply_and_rates_the_chat(
     page_for, make_user, labeled, settings
 ):
-    from tests.rewardlab.conftest import SFT_TINY
+    from tests.training.conftest import SFT_TINY
 
     settings.REWARDLAB_RUN_HEARTBEAT_SECONDS = 600
     labeled.chat_enabled = True

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from annotate.roles import RoleName
-from rewardlab.models import RunStatus, TrainingRun
 from tests.conftest import PASSWORD
+from training.models import RunStatus, TrainingRun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -10,17 +10,17 @@ from celery.contrib.testing.worker import start_worker
 from annotate.models import Task
 from annotate.roles import RoleName
 from rewardlab.celery import app
-from rewardlab.models import RetrainCycle
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import screenshot
 from tests.simulate import simulate
 from tests.tiny_models import tiny_reward_backbone
+from training.models import RetrainCycle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
 
 def test_an_admin_runs_the_loop_and_reads_the_leaderboard(page_for, make_user, labeled, tmp_path, settings):
-    from tests.rewardlab.conftest import PPO_TINY, SAMPLE_TINY, SFT_TINY, tiny_config
+    from tests.training.conftest import PPO_TINY, SAMPLE_TINY, SFT_TINY, tiny_config
 
     settings.REWARDLAB_RUN_HEARTBEAT_SECONDS = 600
     configs = {

@@ -5,10 +5,10 @@ from celery.contrib.testing.worker import start_worker
 
 from annotate.roles import RoleName
 from rewardlab.celery import app
-from rewardlab.models import ModelVersion
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import screenshot
 from tests.tiny_models import tiny_reward_backbone
+from training.models import ModelVersion
 
 pytestmark = [pytest.mark.e2e, pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
@@ -46,7 +46,7 @@ def test_an_admin_trains_watches_and_promotes_a_reward_model(page_for, make_user
 
 
 def test_the_run_page_in_dark_mode_on_a_tablet(page_for, make_user, labeled, tmp_path):
-    from rewardlab.models import RunStatus, TrainingRun
+    from training.models import RunStatus, TrainingRun
 
     run = TrainingRun.objects.create(
         project=labeled, kind="reward", status=RunStatus.RUNNING, progress_step=40, progress_total=120,
@@ -63,8 +63,8 @@ def test_the_run_page_in_dark_mode_on_a_tablet(page_for, make_user, labeled, tmp
 def test_an_admin_fine_tunes_then_optimises_a_policy_by_ppo(page_for, make_user, labeled, tmp_path, settings):
     """SFT then PPO from the browser on a real worker; the PPO console draws its curves; the models page shows
     the lineage."""
-    from rewardlab import runner, services
-    from tests.rewardlab.conftest import tiny_config
+    from tests.training.conftest import tiny_config
+    from training import runner, services
 
     settings.REWARDLAB_RUN_HEARTBEAT_SECONDS = 600
     backbone = tiny_reward_backbone(tmp_path / "tiny-bert")
@@ -112,13 +112,13 @@ def test_the_runs_page_shows_which_workers_are_alive(page_for, make_user, labele
 
     from django.utils import timezone
 
-    from rewardlab import health
+    from training import health
 
     now = timezone.now()
     health.worker_beat(hostname="default@web1", queues=["default"], pid=101, started_at=now - timedelta(days=2))
     health.worker_beat(hostname="training@gpu1", queues=["training"], pid=202, started_at=now - timedelta(hours=5))
     health.worker_beat(hostname="training@gpu2", queues=["training"], pid=303, started_at=now - timedelta(hours=9))
-    from rewardlab.models import WorkerHeartbeat
+    from training.models import WorkerHeartbeat
 
     WorkerHeartbeat.objects.filter(hostname="training@gpu2").update(last_seen_at=now - timedelta(minutes=7))
     page = page_for(make_user(RoleName.RESEARCHER, "rui"), password=PASSWORD)

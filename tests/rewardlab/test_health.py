@@ -9,8 +9,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from rewardlab import health
-from rewardlab.models import WorkerHeartbeat
+from training import health
+from training.models import WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db
 

@@ -14,9 +14,9 @@ from django.utils.functional import SimpleLazyObject
 from rest_framework.authtoken.models import Token
 
 from annotate.roles import RoleName
-from rewardlab import runner
 from rewardlab.logging import ContextFilter, JSONFormatter, log_context
 from rewardlab.middleware import RequestIDMiddleware
+from training import runner
 
 
 @pytest.fixture
@@ -70,8 +70,8 @@ def test_the_formatter_writes_one_json_object_a_line_with_the_fields(json_lines)
 
 
 def test_a_log_line_with_an_extra_run_id_carries_it(json_lines):
-    lines = json_lines("rewardlab.runner")
-    logging.getLogger("rewardlab.runner").info("run 5: step 1/10", extra={"run_id": 5})
+    lines = json_lines("training.runner")
+    logging.getLogger("training.runner").info("run 5: step 1/10", extra={"run_id": 5})
     (line,) = lines()
     assert line["run_id"] == 5 and line["message"] == "run 5: step 1/10"
 

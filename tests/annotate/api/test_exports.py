@@ -13,9 +13,9 @@ from django.urls import reverse
 from annotate import services
 from annotate.models import Comparison
 from annotate.roles import RoleName
-from rewardlab.models import DatasetSnapshot
 from tests.annotate.api.conftest import error_of, token_client
 from tests.conftest import jsonl
+from training.models import DatasetSnapshot
 
 pytestmark = pytest.mark.django_db
 

@@ -8,14 +8,14 @@ import pytest
 from django.urls import reverse
 
 from annotate import services
-from annotate.api.urls import urlpatterns
 from annotate.exports import ExportOptions
 from annotate.models import Task
 from annotate.roles import RoleName
-from rewardlab.models import TrainingRun
-from rewardlab.services import snapshot_freeze
+from rewardlab.api_urls import urlpatterns
 from tests.annotate.api.conftest import token_client
 from tests.conftest import jsonl
+from training.models import TrainingRun
+from training.services import snapshot_freeze
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotate.api.urls import urlpatterns
+from rewardlab.api_urls import urlpatterns
 from tests.annotate.api.test_permissions import routes
 
 pytestmark = pytest.mark.django_db

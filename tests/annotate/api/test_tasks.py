@@ -131,7 +131,7 @@ def test_a_priority_must_be_a_finite_number(as_admin, imported):
 def test_researchers_see_the_serving_reward_models_scores_and_labelers_do_not(
     as_researcher, as_labeler, imported, tmp_path
 ):
-    from rewardlab.models import CandidateScore, ModelVersion
+    from training.models import CandidateScore, ModelVersion
 
     task = Task.objects.filter(project=imported, kind="rank").order_by("id").first()
     ids = list(task.task_candidates.order_by("position").values_list("message_id", flat=True))

@@ -1,0 +1,163 @@
+"""The one bridge from database rows to plain training records (no torch here).
+
+A reward-model run reads its frozen snapshot through the same code as the export, so what a researcher downloads
+and what the trainer sees are the same pairs, prompts rendered the same way (TRL's standard format)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Max, Min
+
+from annotate import exports
+from annotate.models import Comparison, Demonstration, ImportSource, Project, Ranking
+from training.models import DatasetSnapshot
+
+# What a reward model trains on: every preference pair, standard prompts, ties dropped (a tie carries no
+# direction for the Bradley–Terry loss), the comparison's strength as margin, 1/pairs weights for rankings.
+REWARD_DATASET = exports.ExportOptions(dataset="preferences", style="standard", ties="drop", margin=True)
+
+
+def reward_pair_count(snapshot: DatasetSnapshot) -> int:
+    """How many pairs `reward_pairs` gives: the snapshot counted them when it was frozen (one row per pair)."""
+    return snapshot_rows(snapshot)
+
+
+def reward_pairs(snapshot: DatasetSnapshot) -> Iterator[dict]:
+    """The snapshot's preference pairs as plain records: prompt, chosen, rejected, margin, weight, group (the
+    prompt, so the held-out split never puts one prompt on both sides) and kind (ranking or comparison)."""
+    options = exports.ExportOptions.from_filter(snapshot.filter)
+    if any(
+        getattr(options, name) != getattr(REWARD_DATASET, name) for name in ("dataset", "style", "ties", "aggregation")
+    ):
+        raise ValueError(f"Snapshot {snapshot.pk} does not hold raw standard preference pairs without ties.")
+    imports = {
+        f"import-{pk}": f"{name} (import {pk})"
+        for pk, name in ImportSource.objects.filter(project=snapshot.project).values_list("id", "name")
+    }
+    for row in exports.preference_rows(snapshot.project, options, only_ids=snapshot.annotation_ids):
+        yield {
+            "prompt": row["prompt"],
+            "chosen": row["chosen"],
+            "rejected": row["rejected"],
+            "margin": float(row.get("margin") or 0.0),
+            "weight": float(row["weight"]),
+            "group": row["prompt"],
+            "kind": row["source"],
+            "source": imports.get(row["labeler"], "labelers"),
+        }
+
+
+# What the policy trainers read. The policy renders conversations with its own chat template, so they come as
+# role/content turns; PPO's reward model still reads the standard prompt it was trained on.
+SFT_DATASET = exports.ExportOptions(dataset="sft")
+DPO_DATASET = exports.ExportOptions(dataset="preferences", style="conversational", ties="drop", margin=True)
+PROMPT_DATASET = exports.ExportOptions(dataset="prompts", style="conversational")
+
+
+def _check_snapshot(snapshot: DatasetSnapshot, expected: exports.ExportOptions, what: str) -> exports.ExportOptions:
+    options = exports.ExportOptions.from_filter(snapshot.filter)
+    if any(getattr(options, name) != getattr(expected, name) for name in ("dataset", "style", "ties", "aggregation")):
+        raise ValueError(f"Snapshot {snapshot.pk} does not hold {what}.")
+    return options
+
+
+def sft_records(snapshot: DatasetSnapshot) -> Iterator[dict]:
+    """Demonstrations as {turns, reply}: the conversation up to the labeler's reply, and the reply (the held-out
+    split keeps each conversation on one side)."""
+    options = _check_snapshot(snapshot, SFT_DATASET, "demonstrations")
+    for row in exports.sft_rows(snapshot.project, options, only_ids=snapshot.annotation_ids):
+        turns = row["messages"]
+        yield {"turns": turns[:-1], "reply": turns[-1]["content"]}
+
+
+def dpo_pairs(snapshot: DatasetSnapshot) -> Iterator[dict]:
+    """Preference pairs as {turns, chosen, rejected, weight} for DPO."""
+    options = _check_snapshot(snapshot, DPO_DATASET, "conversational preference pairs without ties")
+    for row in exports.preference_rows(snapshot.project, options, only_ids=snapshot.annotation_ids):
+        yield {
+            "turns": row["prompt"],
+            "chosen": row["chosen"][0]["content"],
+            "rejected": row["rejected"][0]["content"],
+            "weight": float(row["weight"]),
+        }
+
+
+def ppo_prompts(snapshot: DatasetSnapshot) -> Iterator[dict]:
+    """Prompts as {turns, reward_prompt}: the turns for the policy, the standard prompt for the reward model."""
+    options = _check_snapshot(snapshot, PROMPT_DATASET, "prompts")
+    for row in exports.prompt_rows(snapshot.project, options, only_ids=snapshot.annotation_ids):
+        yield {"turns": row["prompt"], "reward_prompt": exports.standard_prompt(row["prompt"])}
+
+
+def snapshot_rows(snapshot: DatasetSnapshot) -> int:
+    """How many rows (pairs, demonstrations, prompts) the snapshot counted when it was frozen."""
+    return snapshot.row_counts.get("rows", 0)
+
+
+@dataclass(frozen=True)
+class PreferenceSummary:
+    """What a reward-model run would train on, shown before it starts."""
+
+    pairs: int
+    pairs_by_kind: dict[str, int]
+    prompts: int
+    labelers: int
+    imported_pairs: int
+    first: datetime | None
+    last: datetime | None
+
+
+def preference_summary(project: Project) -> PreferenceSummary:
+    """Pairs, prompts, labelers and date range of the project's current preference data (the reward dataset)."""
+    by_kind: Counter[str] = Counter()
+    prompts: set[str] = set()
+    labelers: set[str] = set()
+    imported = 0
+    for row in exports.preference_rows(project, REWARD_DATASET):
+        if row["tie"]:
+            continue
+        by_kind[row["source"]] += 1
+        prompts.add(row["prompt"])
+        labelers.add(row["labeler"])
+        imported += row["labeler"].startswith("import-")
+    spans = [
+        model.objects.filter(task__project=project, discarded_at__isnull=True).aggregate(
+            first=Min("created_at"), last=Max("created_at")
+        )
+        for model in (Ranking, Comparison)
+    ]
+    firsts = [span["first"] for span in spans if span["first"]]
+    lasts = [span["last"] for span in spans if span["last"]]
+    return PreferenceSummary(
+        pairs=sum(by_kind.values()),
+        pairs_by_kind=dict(by_kind),
+        prompts=len(prompts),
+        labelers=len(labelers),
+        imported_pairs=imported,
+        first=min(firsts, default=None),
+        last=max(lasts, default=None),
+    )
+
+
+@dataclass(frozen=True)
+class PolicyDataSummary:
+    """What the policy runs of a project would read now."""
+
+    demonstrations: int
+    conversations: int  # distinct conversations with a demonstration
+    prompts: int
+    preference_pairs: int
+
+
+def policy_data_summary(project: Project, *, with_pairs: bool = True) -> PolicyDataSummary:
+    demonstrations = Demonstration.objects.filter(task__project=project, discarded_at__isnull=True)
+    return PolicyDataSummary(
+        demonstrations=demonstrations.count(),
+        conversations=demonstrations.values("task__anchor_id").distinct().count(),
+        prompts=len(exports.prompt_anchor_ids(project, PROMPT_DATASET)),
+        preference_pairs=preference_summary(project).pairs if with_pairs else 0,
+    )
