@@ -1,12 +1,13 @@
 """Agreement statistics and aggregation of labelers' raw judgements.
 
-Pure Python (standard library only, no Django, no NumPy) so that it can be used from services, selectors, management
-commands and offline scripts alike, and tested without a database.
+Pure Python (no Django; NumPy only for the Bradley–Terry fit) so that it can be used from services, selectors,
+management commands and offline scripts alike, and tested without a database.
 
 * Rankings as tiers: :func:`tier_positions`, :func:`pair_relations`.
 * Inter-annotator agreement: :func:`krippendorff_alpha`, :func:`pairwise_agreement`, :func:`kendall_tau_b`.
 * Aggregation: :func:`majority` (plain vote) and :func:`bradley_terry_ties` (Bradley–Terry with ties, Davidson 1970),
-  which turns weighted pairwise outcomes from many labelers into one score per item.
+  which turns weighted pairwise outcomes from many labelers into one score per item. The fit is the project's one
+  Bradley–Terry fit, `ml.statistics` (the model leaderboard uses it too), re-exported here.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from ml.statistics import BradleyTerryFit, bradley_terry_ties
 
 __all__ = [
     "BradleyTerryFit",
@@ -207,190 +209,3 @@ def majority(values: Sequence[int]) -> int | None:
     if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
         return None
     return ranked[0][0]
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Bradley–Terry with ties (Davidson 1970)
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def _davidson(theta_x: float, theta_y: float, eta: float) -> tuple[float, float, float]:
-    """(P(x wins), P(tie), P(y wins)) for log-strengths theta and log tie strength eta, overflow-safe."""
-    exponents = (theta_x, eta + (theta_x + theta_y) / 2, theta_y)
-    top = max(exponents)
-    weights = [math.exp(e - top) for e in exponents]
-    total = sum(weights)
-    return weights[0] / total, weights[1] / total, weights[2] / total
-
-
-@dataclass(frozen=True)
-class BradleyTerryFit:
-    """Result of :func:`bradley_terry_ties`.
-
-    ``scores`` are log-strengths centred to mean 0 (higher is better); ``tie_strength`` is Davidson's nu.
-    """
-
-    scores: dict[Hashable, float]
-    tie_strength: float
-    iterations: int
-    converged: bool
-
-    def probability(self, x: Hashable, y: Hashable) -> tuple[float, float, float]:
-        """``(P(x wins), P(tie), P(y wins))`` under the Davidson model. Unknown items raise ``KeyError``."""
-        eta = math.log(self.tie_strength) if self.tie_strength > 0 else -math.inf
-        return _davidson(self.scores[x], self.scores[y], eta)
-
-
-# Feature vectors (d/d theta_x, d/d theta_y, d/d eta) of the log-numerator of each outcome: x wins, tie, y wins.
-_FEATURES = ((1.0, 0.0, 0.0), (0.5, 0.5, 1.0), (0.0, 1.0, 0.0))
-
-
-def _cholesky_solve(matrix: list[list[float]], rhs: list[float]) -> list[float] | None:
-    """Solve ``matrix @ x = rhs`` for a symmetric positive definite matrix; ``None`` if it is not."""
-    size = len(rhs)
-    lower = [[0.0] * size for _ in range(size)]
-    for i in range(size):
-        for j in range(i + 1):
-            s = matrix[i][j] - sum(lower[i][k] * lower[j][k] for k in range(j))
-            if i == j:
-                if s <= 0 or not math.isfinite(s):
-                    return None
-                lower[i][i] = math.sqrt(s)
-            else:
-                lower[i][j] = s / lower[j][j]
-    forward = [0.0] * size
-    for i in range(size):
-        forward[i] = (rhs[i] - sum(lower[i][k] * forward[k] for k in range(i))) / lower[i][i]
-    solution = [0.0] * size
-    for i in reversed(range(size)):
-        solution[i] = (forward[i] - sum(lower[k][i] * solution[k] for k in range(i + 1, size))) / lower[i][i]
-    return solution
-
-
-def bradley_terry_ties(
-    items: Sequence[Hashable],
-    outcomes: Iterable[tuple[Hashable, Hashable, int, float]],
-    *,
-    prior: float = 0.1,
-    max_iterations: int = 200,
-    tolerance: float = 1e-8,
-) -> BradleyTerryFit:
-    """Fit the Bradley–Terry model with ties of Davidson (1970) by penalised maximum likelihood.
-
-    With strengths p_i = exp(theta_i) and tie parameter nu,
-    ``P(i > j) = p_i / (p_i + p_j + nu sqrt(p_i p_j))`` and ``P(i = j) = nu sqrt(p_i p_j) / (same denominator)``.
-
-    Each outcome is ``(x, y, relation, weight)``: relation ``-1`` means x was preferred, ``+1`` y was preferred, ``0``
-    a tie; ``weight > 0`` scales its log-likelihood term (a ranking of K items can give each of its pairs weight
-    1 / C(K, 2) so that every ranking counts once).
-
-    Prior (pseudo-counts): every item plays a virtual reference item of strength 1 (theta = 0) and gets one win, one
-    loss and one tie against it, each of weight ``prior``. This is a proper log-concave prior on (theta_i, log nu):
-    it keeps every score finite even for perfectly separated data, gives items that appear in no outcome theta = 0
-    (the reference, before centring), and keeps nu strictly between 0 and infinity (data without ties drives nu
-    small but positive, data with only ties drives it large but finite). The virtual outcomes alone are
-    best fitted by nu = 1. ``prior`` must be > 0; smaller values shrink less.
-
-    The penalised log-likelihood is jointly concave in (theta, log nu) and, thanks to the prior, strictly so; it is
-    maximised by Newton's method with backtracking line search, starting from theta = 0, nu = 1. ``converged`` is
-    True once the largest Newton step is below ``tolerance``. Cost: O(pairs + items^3) per iteration, fine for the
-    rankings of a few responses this is meant for.
-
-    Raises ``ValueError`` for duplicate items, an outcome naming an unknown item or the same item twice, a relation
-    outside {-1, 0, 1}, a weight that is not a positive finite number, or a non-positive prior.
-    """
-    if not (prior > 0 and math.isfinite(prior)):
-        raise ValueError(f"prior must be a positive finite number, not {prior!r}")
-    index: dict[Hashable, int] = {}
-    for item in items:
-        if item in index:
-            raise ValueError(f"item {item!r} is listed twice")
-        index[item] = len(index)
-    size = len(index)
-
-    # Aggregate weights per unordered pair (i < j): [i wins, tie, j wins].
-    tallies: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
-    for outcome in outcomes:
-        x, y, relation, weight = outcome
-        for item in (x, y):
-            if item not in index:
-                raise ValueError(f"outcome {outcome!r} names unknown item {item!r}")
-        if x == y:
-            raise ValueError(f"outcome {outcome!r} compares item {x!r} with itself")
-        if relation not in (-1, 0, 1):
-            raise ValueError(f"outcome {outcome!r} has relation {relation!r}; expected -1, 0 or 1")
-        if not (isinstance(weight, int | float) and weight > 0 and math.isfinite(weight)):
-            raise ValueError(f"outcome {outcome!r} has weight {weight!r}; expected a positive finite number")
-        i, j = index[x], index[y]
-        if i > j:
-            i, j, relation = j, i, -relation
-        tallies[(i, j)][relation + 1] += weight
-
-    # Parameters: theta_0 .. theta_{size-1}, then eta = log nu at position `size`. The reference item has no slot.
-    pseudo = [prior, prior, prior]
-    terms: list[tuple[int, int | None, list[float]]] = [(i, None, pseudo) for i in range(size)]
-    terms += [(i, j, counts) for (i, j), counts in tallies.items()]
-    eta_at = size
-
-    def objective(params: list[float]) -> float:
-        eta = params[eta_at]
-        total = 0.0
-        for i, j, counts in terms:
-            probabilities = _davidson(params[i], 0.0 if j is None else params[j], eta)
-            total += sum(w * math.log(p) for w, p in zip(counts, probabilities, strict=True) if w)
-        return total
-
-    def derivatives(params: list[float]) -> tuple[list[float], list[list[float]]]:
-        """Gradient and negated Hessian (the observed information) of the objective."""
-        dim = size + 1
-        gradient = [0.0] * dim
-        information = [[0.0] * dim for _ in range(dim)]
-        eta = params[eta_at]
-        for i, j, counts in terms:
-            # (parameter slot, feature coordinate) pairs; the reference item (j is None) has no parameter.
-            active = [(i, 0), (eta_at, 2)] if j is None else [(i, 0), (j, 1), (eta_at, 2)]
-            probabilities = _davidson(params[i], 0.0 if j is None else params[j], eta)
-            weight = sum(counts)
-            mean = [sum(p * f[a] for p, f in zip(probabilities, _FEATURES, strict=True)) for a in range(3)]
-            for slot_a, a in active:
-                observed = sum(w * f[a] for w, f in zip(counts, _FEATURES, strict=True))
-                gradient[slot_a] += observed - weight * mean[a]
-                for slot_b, b in active:
-                    second = sum(p * f[a] * f[b] for p, f in zip(probabilities, _FEATURES, strict=True))
-                    information[slot_a][slot_b] += weight * (second - mean[a] * mean[b])
-        return gradient, information
-
-    params = [0.0] * (size + 1)
-    current = objective(params)
-    iterations = 0
-    converged = False
-    while iterations < max_iterations:
-        iterations += 1
-        gradient, information = derivatives(params)
-        step = _cholesky_solve(information, gradient)
-        if step is None:  # cannot happen with prior > 0 short of overflow; fall back to gradient ascent
-            step = gradient
-        slope = sum(g * s for g, s in zip(gradient, step, strict=True))
-        scale = 1.0
-        while True:
-            candidate = [p + scale * s for p, s in zip(params, step, strict=True)]
-            value = objective(candidate)
-            if value >= current + 1e-4 * scale * slope or scale < 1e-10:
-                break
-            scale /= 2
-        largest = max(abs(scale * s) for s in step)
-        if value >= current:
-            params, current = candidate, value
-        if largest <= tolerance:
-            converged = True
-            break
-
-    thetas = params[:size]
-    centre = sum(thetas) / size if size else 0.0
-    scores = {item: thetas[i] - centre for item, i in index.items()}
-    return BradleyTerryFit(
-        scores=scores,
-        tie_strength=math.exp(params[eta_at]),
-        iterations=iterations,
-        converged=converged,
-    )

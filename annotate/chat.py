@@ -33,11 +33,10 @@ from annotate.models import (
     Message,
     Project,
     Task,
-    TaskCandidate,
     TaskKind,
     TurnStatus,
 )
-from annotate.selectors import candidate_order_for, conversation_path
+from annotate.selectors import conversation_path, shown_order
 from annotate.services import LabelingError
 
 
@@ -197,7 +196,7 @@ def turn_conversation(turn: ChatTurn) -> list[dict[str, str]]:
 def turn_replies_store(*, turn_id: int, replies: list[tuple[str, object]], now: datetime | None = None) -> ChatTurn:
     """Store the two replies (text, the ModelVersion that wrote it) and their compare task; the sides shown are
     the task's per-labeler shuffle, kept on the turn. A turn no longer running (timed out meanwhile) is left."""
-    turn = ChatTurn.objects.select_for_update(of=("self",)).select_related("chat", "prompt").get(pk=turn_id)
+    turn = ChatTurn.objects.select_for_update(of=("self",)).select_related("chat__project", "prompt").get(pk=turn_id)
     if turn.status != TurnStatus.RUNNING:
         return turn
     if len(replies) != 2:
@@ -218,17 +217,9 @@ def turn_replies_store(*, turn_id: int, replies: list[tuple[str, object]], now: 
     ]
     ids = [m.pk for m in messages]
     # Served to nobody (inactive, its one place taken by the chat's labeler): it only holds the comparison.
-    task = Task.objects.create(
-        project_id=prompt.project_id,
-        kind=TaskKind.COMPARE,
-        anchor=prompt,
-        candidates_key=services.candidates_key(ids),
-        required_labelers=1,
-        is_active=False,
-    )
-    TaskCandidate.objects.bulk_create([TaskCandidate(task=task, message_id=i, position=p) for p, i in enumerate(ids)])
-    a, b = candidate_order_for(task=task, labeler=turn.chat.labeler, candidate_ids=ids)
-    turn.reply_a_id, turn.reply_b_id, turn.comparison_task = a, b, task
+    task_id = _own_task(turn.chat.project, TaskKind.COMPARE, prompt.pk, ids)
+    a, b = shown_order(task_id=task_id, labeler_id=turn.chat.labeler_id, candidate_ids=ids)
+    turn.reply_a_id, turn.reply_b_id, turn.comparison_task_id = a, b, task_id
     turn.status, turn.finished_at, turn.error = TurnStatus.READY, now or timezone.now(), ""
     turn.save(update_fields=["reply_a", "reply_b", "comparison_task", "status", "finished_at", "error"])
     return turn
@@ -243,12 +234,24 @@ def turn_fail(*, turn_id: int, error: str, now: datetime | None = None) -> None:
 # --- votes and the end --------------------------------------------------------------------------------------
 
 
-def _own_submitted_lease(task: Task, labeler, now: datetime) -> Assignment:
+def _own_task(project: Project, kind: str, anchor_id: int, candidate_ids: list[int]) -> int:
+    """A task only the chat's labeler judges (inactive, so served to nobody, with one place), written by the
+    services' one writer of tasks."""
+    new = services.NewTask(kind=kind, anchor_id=anchor_id, candidate_ids=candidate_ids, required_labelers=1)
+    (task_id,) = services.tasks_create(project, [new], is_active=False)
+    return task_id
+
+
+def _own_submitted_lease(task_id: int, labeler, now: datetime) -> Assignment:
     """A live lease for the chat labeler on their own turn's task, so that the caller submits the judgement through
     the ordinary services (validated and stored exactly as any other)."""
-    Task.objects.filter(pk=task.pk).update(taken=1)
+    Task.objects.filter(pk=task_id).update(taken=1)
     return Assignment.objects.create(
-        task=task, labeler=labeler, leased_at=now, expires_at=now + timedelta(hours=1), status=AssignmentStatus.ACTIVE
+        task_id=task_id,
+        labeler=labeler,
+        leased_at=now,
+        expires_at=now + timedelta(hours=1),
+        status=AssignmentStatus.ACTIVE,
     )
 
 
@@ -277,14 +280,14 @@ def chat_vote(
     now = now or timezone.now()
     turn = (
         ChatTurn.objects.select_for_update(of=("self",))
-        .select_related("chat", "comparison_task", "reply_a", "reply_b")
+        .select_related("chat__project", "reply_a", "reply_b")
         .filter(pk=turn_id)
         .first()
     )
     if turn is None or turn.chat.labeler_id != labeler.pk:
         raise ChatError("This chat is not yours.")
     if turn.status == TurnStatus.VOTED:
-        comparison = Comparison.objects.filter(task=turn.comparison_task, labeler=labeler).first()
+        comparison = Comparison.objects.filter(task_id=turn.comparison_task_id, labeler=labeler).first()
         if comparison is not None and comparison.client_token == client_token:
             return Vote(turn, comparison, created=False)
         raise ChatError("You already voted on this turn.")
@@ -292,11 +295,12 @@ def chat_vote(
         raise ChatError("Both replies must be written before you vote.", field="choice")
     if turn.chat.status != ChatStatus.OPEN:
         raise ChatError("This chat has ended.")
-    assignment = _own_submitted_lease(turn.comparison_task, labeler, now)
-    submission = services.comparison_submit(
+    assignment = _own_submitted_lease(turn.comparison_task_id, labeler, now)
+    submission = services.submission_submit(
         labeler=labeler,
         assignment_id=assignment.pk,
-        choice=choice,
+        kind=TaskKind.COMPARE,
+        data={"choice": choice},
         client_token=client_token,
         time_spent_ms=time_spent_ms,
         now=now,
@@ -305,17 +309,16 @@ def chat_vote(
     continued = chosen
     edited = (edited_text or "").strip()
     if edited and edited != chosen.text.strip():
-        task = Task.objects.create(
-            project_id=turn.chat.project_id,
-            kind=TaskKind.DEMONSTRATE,
-            anchor_id=turn.prompt_id,
-            candidates_key=services.candidates_key([]),
-            required_labelers=1,
-            is_active=False,
+        lease = _own_submitted_lease(
+            _own_task(turn.chat.project, TaskKind.DEMONSTRATE, turn.prompt_id, []), labeler, now
         )
-        lease = _own_submitted_lease(task, labeler, now)
-        demonstration = services.demonstration_submit(
-            labeler=labeler, assignment_id=lease.pk, text=edited, client_token=uuid.uuid4().hex, now=now
+        demonstration = services.submission_submit(
+            labeler=labeler,
+            assignment_id=lease.pk,
+            kind=TaskKind.DEMONSTRATE,
+            data={"text": edited},
+            client_token=uuid.uuid4().hex,
+            now=now,
         )
         continued = demonstration.annotation.message
     turn.status, turn.continued_from = TurnStatus.VOTED, continued

@@ -24,14 +24,25 @@ class SubmissionForm(forms.Form):
     time_spent_ms = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
     mode = forms.CharField(required=False, widget=forms.HiddenInput)  # the kinds the labeler chose to work on
 
+    # The fields that are the judgement's own (`services.submission_submit`'s `data`).
+    judgement_fields: tuple[str, ...] = ()
+
+    def judgement(self) -> dict:
+        """The kind's own fields of the valid form, as `services.submission_submit` takes them."""
+        return {name: self.cleaned_data[name] for name in self.judgement_fields}
+
 
 class DemonstrationForm(SubmissionForm):
     text = forms.CharField(strip=False, required=False, widget=forms.Textarea)
+
+    judgement_fields = ("text",)
 
 
 class ComparisonForm(SubmissionForm):
     choice = forms.TypedChoiceField(choices=[], coerce=int, required=False)
     both_bad = forms.BooleanField(required=False)
+
+    judgement_fields = ("choice", "both_bad")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -48,6 +59,8 @@ class RatingForm(SubmissionForm):
     score = forms.TypedChoiceField(choices=[(str(i), str(i)) for i in range(1, 8)], coerce=int, required=False)
     flags = forms.MultipleChoiceField(required=False, choices=[])
     comment = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2}))
+
+    judgement_fields = ("score", "flags", "comment")
 
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)
@@ -89,6 +102,13 @@ class RankingForm(SubmissionForm):
 
     def candidate_flags(self) -> dict[str, list[str]]:
         return {str(m): self.cleaned_data.get(f"flags_{m}", []) for m in self.candidate_ids}
+
+    def judgement(self) -> dict:
+        return {
+            "tiers": self.tiers(),
+            "none_acceptable": self.cleaned_data["none_acceptable"],
+            "candidate_flags": self.candidate_flags(),
+        }
 
 
 class SkipForm(forms.Form):

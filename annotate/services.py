@@ -6,7 +6,7 @@ import hashlib
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -14,12 +14,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import F
+from django.db.models import Case, Exists, F, FilteredRelation, IntegerField, Q, QuerySet, Subquery, Sum, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.text import slugify
 
-from annotate import bulk
+from annotate import bulk, selectors
 from annotate.formats import Limits, PromptRecord, parse_prompts_jsonl
 from annotate.models import (
     COMPARISON_SCALE,
@@ -41,7 +41,7 @@ from annotate.models import (
     TaskKind,
 )
 from annotate.roles import RoleName
-from annotate.selectors import candidate_order_for, task_queue, wrote_messages
+from annotate.selectors import candidate_order_for, submission_target
 
 User = get_user_model()
 
@@ -296,24 +296,105 @@ def tasks_store(
     Returns (ids by key, the keys created)."""
     ids = existing_task_ids(project, sorted({key[1] for key in wanted} - set(new_anchor_ids)))
     new_keys = [key for key in wanted if key not in ids]
-    places = {kind: project.overlap_for(kind) if open_tasks else 1 for kind in {key[0] for key in new_keys}}
-    project_id, source_id = project.pk, source.pk
-    task_ids = bulk.insert_returning_ids(
-        Task,
-        ("project_id", "kind", "anchor_id", "candidates_key", "required_labelers", "is_active", "origin_import_id"),
-        [(project_id, kind, anchor, key, places[kind], open_tasks, source_id) for kind, anchor, key in new_keys],
+    task_ids = tasks_create(
+        project,
+        [
+            NewTask(kind, anchor, wanted[(kind, anchor, key)], required_labelers=None if open_tasks else 1)
+            for kind, anchor, key in new_keys
+        ],
+        is_active=open_tasks,
+        origin_import_id=source.pk,
     )
+    ids.update(zip(new_keys, task_ids, strict=True))
+    return ids, new_keys
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A task to create: its kind, anchor (the prompt's last message) and candidates in order; `priority` orders the
+    queue; `required_labelers` None takes the project's overlap for the kind."""
+
+    kind: str
+    anchor_id: int
+    candidate_ids: Sequence[int]
+    priority: float = 0.0
+    required_labelers: int | None = None
+
+
+def tasks_create(
+    project: Project,
+    new: Sequence[NewTask],
+    *,
+    is_active: bool = True,
+    origin_import_id: int | None = None,
+    origin_run_id: int | None = None,
+) -> list[int]:
+    """The one writer of task rows (imports, sampling runs, live chat): the tasks and their ordered candidates, in
+    bulk (COPY on PostgreSQL). At most one origin: the import or the run that made them. Returns their ids, in
+    order. The caller holds the transaction."""
+    if not new:
+        return []
+    overlap = {kind: project.overlap_for(kind) for kind in {task.kind for task in new}}
+    columns = (
+        "project_id", "kind", "anchor_id", "candidates_key", "required_labelers", "is_active", "priority",
+        "origin_import_id", "origin_run_id",
+    )  # fmt: skip
+    rows = [
+        (
+            project.pk,
+            task.kind,
+            task.anchor_id,
+            candidates_key(task.candidate_ids),
+            task.required_labelers or overlap[task.kind],
+            is_active,
+            float(task.priority),
+            origin_import_id,
+            origin_run_id,
+        )
+        for task in new
+    ]
+    task_ids = bulk.insert_returning_ids(Task, columns, rows)
     bulk.insert(
         TaskCandidate,
         ("task_id", "message_id", "position"),
         [
             (task_id, message_id, position)
-            for task_id, key in zip(task_ids, new_keys, strict=True)
-            for position, message_id in enumerate(wanted[key])
+            for task_id, task in zip(task_ids, new, strict=True)
+            for position, message_id in enumerate(task.candidate_ids)
         ],
     )
-    ids.update(zip(new_keys, task_ids, strict=True))
-    return ids, new_keys
+    return task_ids
+
+
+@dataclass(frozen=True)
+class NewReply:
+    """A model-written reply to store under `anchor` (a Message), authored by a model version (its id)."""
+
+    anchor: Message
+    text: str
+    author_model_id: int | None
+    metadata: dict = field(default_factory=dict)
+
+
+def replies_store(project: Project, replies: Sequence[NewReply]) -> dict[str, int]:
+    """Store model-written replies as assistant messages under their anchors, skipping any the project has already
+    (same path: same conversation and text; a duplicate within `replies` is written once). Returns the ids of those
+    written, by path hash. The caller holds the transaction."""
+    nodes: dict[str, NewReply] = {}
+    for reply in replies:
+        nodes.setdefault(path_hash(reply.anchor.path_hash, "assistant", reply.text), reply)
+    known = set(
+        Message.objects.filter(project=project, author_user__isnull=True, path_hash__in=list(nodes)).values_list(
+            "path_hash", flat=True
+        )
+    )
+    fresh = [(h, reply) for h, reply in nodes.items() if h not in known]
+    columns = ("project_id", "parent_id", "role", "text", "depth", "path_hash", "author_model_id", "metadata")
+    rows = [
+        (project.pk, r.anchor.pk, "assistant", r.text, r.anchor.depth + 1, h, r.author_model_id, r.metadata)
+        for h, r in fresh
+    ]
+    return dict(zip((h for h, _ in fresh), bulk.insert_returning_ids(Message, columns, rows), strict=True))
 
 
 # Lookups of many keys at once on PostgreSQL: the keys as one array, each looked up in its index by a lateral join,
@@ -504,55 +585,25 @@ class Submission:
 
 # How many of a labeler's latest leases the kind mix is balanced over.
 KIND_MIX_WINDOW = 20
+RECENT_BASE = KIND_MIX_WINDOW + 1  # the lease reads how many were of each kind as one number, a digit per kind
 
 
-def kind_deficits(*, labeler, project: Project, kinds: Sequence[str] | None = None) -> dict[str, float]:
+def kind_deficits(
+    *, labeler, project: Project, kinds: Sequence[str] | None = None, recent: Mapping[str, int] | None = None
+) -> dict[str, float]:
     """For each task kind `labeler` may be served, how far its share of their last KIND_MIX_WINDOW leases in
     `project` falls below its share of the project's kind mix (positive: served too little). Kinds with weight
-    0 are never served; `kinds` narrows further."""
+    0 are never served; `kinds` narrows further. `recent`, how many of those leases were of each kind, is read
+    here unless the caller has it (the lease reads it with the rest of its state)."""
     mix = {k: float(project.kind_mix[k]) for k in project.served_kinds if not kinds or k in kinds}
-    recent = Counter(
-        Assignment.objects.filter(labeler=labeler, task__project=project)
-        .order_by("-leased_at")
-        .values_list("task__kind", flat=True)[:KIND_MIX_WINDOW]
-    )
+    if recent is None:
+        recent = Counter(
+            Assignment.objects.filter(labeler=labeler, task__project=project)
+            .order_by("-leased_at")
+            .values_list("task__kind", flat=True)[:KIND_MIX_WINDOW]
+        )
     seen, total = sum(recent.values()), sum(mix.values())
-    return {kind: weight / total - (recent[kind] / seen if seen else 0.0) for kind, weight in mix.items()}
-
-
-def serving_order(
-    *, labeler, project: Project, kinds: Sequence[str] | None = None, wrote: bool | None = None
-) -> list[tuple[str, int | None]]:
-    """The order in which task kinds are tried, each with the id of its best open task where that was looked up.
-    Among the kinds not above their share of the mix, the one whose best open task has the highest priority (then
-    the oldest) comes first, so a priority set elsewhere (say, where the reward model is least sure) is honoured
-    within the mix; kinds above their share follow, the least over first (their best task is not looked up)."""
-    served = [k for k in project.served_kinds if not kinds or k in kinds]
-    if len(served) < 2:
-        return [(kind, None) for kind in served]  # nothing to balance
-    deficits = kind_deficits(labeler=labeler, project=project, kinds=kinds)
-    heads = _queue_heads(
-        labeler=labeler, project=project, kinds=[k for k, d in deficits.items() if d >= -1e-9], wrote=wrote
-    )
-    by_priority = sorted(heads, key=heads.__getitem__)
-    rest = sorted((k for k in deficits if k not in heads), key=lambda k: (-deficits[k], TaskKind.values.index(k)))
-    return [(kind, heads[kind][2]) for kind in by_priority] + [(kind, None) for kind in rest]
-
-
-def _queue_heads(*, labeler, project: Project, kinds: Sequence[str], wrote: bool | None) -> dict[str, tuple]:
-    """For each of `kinds` with an open task for `labeler`: (-priority, created_at, id) of its best one. One query
-    where the database takes LIMIT inside UNION ALL (PostgreSQL), else one per kind."""
-    heads = [
-        task_queue(labeler=labeler, project=project, kind=kind, wrote=wrote).values_list(
-            "kind", "priority", "created_at", "id"
-        )[:1]
-        for kind in kinds
-    ]
-    if len(heads) > 1 and connection.features.supports_slicing_ordering_in_compound:
-        rows = list(heads[0].union(*heads[1:], all=True))
-    else:
-        rows = [row for head in heads for row in head]
-    return {kind: (-priority, created_at, task_id) for kind, priority, created_at, task_id in rows}
+    return {kind: weight / total - (recent.get(kind, 0) / seen if seen else 0.0) for kind, weight in mix.items()}
 
 
 def task_lease_next(
@@ -563,20 +614,25 @@ def task_lease_next(
     now: datetime | None = None,
     rng: random.Random | None = None,
 ) -> Assignment | None:
-    """Lease the next task for `labeler` in `project`, or return the live lease they already hold there.
+    """Lease the next task for `labeler` in `project`, or return the live lease they already hold there. The
+    assignment comes with its task, and the task with `project`.
 
-    The kind comes from the project's kind mix (the kind furthest below its share of this labeler's recent
-    leases first; `kinds` narrows it). With probability `project.gold_share` a gold task of that kind is served
-    instead, if one is left that this labeler has not seen. Otherwise it is the highest-priority open task
-    (oldest first on ties) this labeler has never leased, whose overlap is not yet filled by submissions plus
-    live leases, and none of whose candidates they wrote. A live lease of a kind outside `kinds` is released
-    (it returns to the pool) so that a labeler who switches to, say, rankings is not held to a rating.
+    The kind comes from the project's kind mix: among the kinds not above their share of this labeler's last
+    KIND_MIX_WINDOW leases, the best open task of any of them (highest priority, then oldest), so a priority set
+    elsewhere (say, where the reward model is least sure) is honoured within the mix; then the kinds above their
+    share, the least over first (`kinds` narrows them). With probability `project.gold_share` a gold task is served
+    instead, if one is left that this labeler has not seen. An ordinary task is one this labeler has never leased,
+    whose overlap is not yet filled by submissions plus live leases, and none of whose candidates they wrote. A live
+    lease of a kind outside `kinds` is released (it returns to the pool) so that a labeler who switches to, say,
+    rankings is not held to a rating.
 
-    Concurrency: the labeler's own row is locked first, so one labeler's parallel requests cannot take two
-    leases. On PostgreSQL the chosen task row is locked FOR NO KEY UPDATE SKIP LOCKED (other labelers skip it
-    rather than wait; submissions that only reference the task, through a foreign key, are not held up) and
-    its place is taken by a conditional increment, so the overlap is never overfilled. SQLite serialises
-    writers instead.
+    Concurrency: on PostgreSQL the labeler's own row is locked first, so one labeler's parallel requests cannot
+    take two leases; the chosen task row is locked FOR NO KEY UPDATE SKIP LOCKED (other labelers skip it rather
+    than wait; submissions that only reference the task, through a foreign key, are not held up) and its place is
+    taken by a conditional increment, so the overlap is never overfilled. SQLite serialises writers instead.
+
+    Cost: the lock, one read of everything the choice depends on (`_lease_state`), and one statement that locks
+    the task, takes its place and writes the lease (two on SQLite).
 
     Expired leases return to the pool: the periodic sweep (every minute) ends them, and a lease that finds
     nothing open sweeps first and looks again.
@@ -586,8 +642,12 @@ def task_lease_next(
     swept = False
     for _attempt in range(3):
         try:
-            assignment = _lease_next(labeler=labeler, project=project, kinds=kinds, now=now, rng=rng)
+            # No savepoint: nothing in the block is refused (a refusal would have to be rolled back to one).
+            with transaction.atomic(savepoint=False):
+                assignment = _lease_next(labeler=labeler, project=project, kinds=kinds, now=now, rng=rng)
         except IntegrityError:
+            if connection.in_atomic_block:
+                raise  # inside the caller's transaction, which cannot go on after the error
             continue  # this labeler leased the task in a parallel request that committed after our query began
         if assignment is None and not swept:
             # Nothing open: leases that expired since the last periodic sweep may be holding places.
@@ -609,78 +669,270 @@ def _lease_commits_without_waiting_for_disk() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-@transaction.atomic
 def _lease_next(*, labeler, project: Project, kinds: Sequence[str] | None, now: datetime, rng) -> Assignment | None:
     _lease_commits_without_waiting_for_disk()
-    User.objects.select_for_update(no_key=True).filter(pk=labeler.pk).values_list("pk").first()
-    live = (
-        Assignment.objects.filter(
-            labeler=labeler, task__project=project, status=AssignmentStatus.ACTIVE, expires_at__gt=now
-        )
-        .select_related("task")
-        .order_by("leased_at")
-        .first()
-    )
+    if connection.features.has_select_for_update:
+        # Before anything is read: what follows sees every lease this labeler's other requests committed.
+        _lock_labeler(labeler)
+    state = _lease_state(labeler=labeler, project=project, kinds=kinds, now=now)
+    live = state.live
     if live is not None and (not kinds or live.task.kind in kinds):
         return live
     if live is not None:
         _end_assignments([live], AssignmentStatus.RELEASED, now)
     if not project.is_active:
         return None
-    wrote = wrote_messages(labeler, project)
-    # One draw per lease: a gold task of the first kind that has one left for this labeler.
-    gold = project.gold_share > 0 and rng.random() < project.gold_share
-    for kind, head in serving_order(labeler=labeler, project=project, kinds=kinds, wrote=wrote):
-        if gold:
-            assignment = _lease_from(labeler, project, kind, gold=True, wrote=wrote, now=now)
-            if assignment is not None:
-                return assignment
-        assignment = _lease_from(labeler, project, kind, gold=False, wrote=wrote, now=now, head=head)
+    under, rest = _serving_plan(labeler=labeler, project=project, kinds=kinds, state=state)
+    if project.gold_share > 0 and rng.random() < project.gold_share:
+        # One draw per lease: a gold task of the first kind, in serving order, that has one left for this labeler.
+        for kind in [*_by_head(labeler, project, under, state.wrote), *rest]:
+            for gold in (True, False):
+                assignment = _lease_from(labeler, project, kind, gold=gold, wrote=state.wrote, now=now)
+                if assignment is not None:
+                    return assignment
+        return None
+    if len(under) > 1:
+        # The best of the kinds' heads: one statement, instead of reading the queues one by one.
+        assignment = _take(labeler, project, _heads_pick(tuple(under), state.wrote), gold=False, now=now)
+        if assignment is not None:
+            return assignment
+    for kind in [*under, *rest]:
+        assignment = _lease_from(labeler, project, kind, gold=False, wrote=state.wrote, now=now)
         if assignment is not None:
             return assignment
     return None
 
 
-def _lease_from(
-    labeler, project: Project, kind: str, *, gold: bool, wrote: bool, now: datetime, head: int | None = None
-) -> Assignment | None:
-    """Lease the best task of `kind` in `labeler`'s queue. `head`, the id of that task as read a moment ago
-    without a lock, is tried first by its primary key (cheaper than reading the queue again); if another labeler
-    holds it locked or filled its overlap since, the queue is read."""
-    queue = task_queue(labeler=labeler, project=project, kind=kind, gold=gold, wrote=wrote)
+def _lock_labeler(labeler) -> None:
+    """Lock the labeler's own row (FOR NO KEY UPDATE: their rows that refer to it are not held up)."""
+    pk, table = connection.ops.quote_name(User._meta.pk.column), connection.ops.quote_name(User._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {pk} FROM {table} WHERE {pk} = %s FOR NO KEY UPDATE", [labeler.pk])  # noqa: S608
+
+
+# The order of a queue: highest priority first, then oldest (see selectors.task_queue).
+QUEUE_ORDER = ("-priority", "created_at", "id")
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """What a lease decides on: the labeler's live lease in the project (with its task, and the task with its
+    project); whether they wrote a message there (a demonstration: then tasks with their own words as candidates
+    are not theirs to judge); where there is a kind mix to balance, the kinds of their last KIND_MIX_WINDOW leases
+    there."""
+
+    live: Assignment | None
+    wrote: bool
+    recent: dict[str, int]
+
+
+_LIVE = ("id", "task_id", "status", "leased_at", "expires_at", "finished_at", "skip_reason")
+_LIVE_TASK = ("project_id", "kind", "anchor_id")
+
+
+def _state_query(*, labeler_id: int, project_id: int, now: datetime, balance: bool) -> QuerySet:
+    """The labeler's row, with their live leases joined to it (all projects'), the rest as subqueries."""
+    columns: dict[str, object] = {
+        "wrote": Exists(Message.objects.filter(author_user_id=labeler_id, project_id=project_id))
+    }
+    if balance:
+        latest = (
+            Assignment.objects.filter(labeler_id=labeler_id, task__project_id=project_id)
+            .order_by("-leased_at")
+            .values("task_id")[:KIND_MIX_WINDOW]
+        )
+        # How many of them were of each kind, in one number: base RECENT_BASE, one digit per kind.
+        digits = Case(*[When(kind=kind, then=Value(RECENT_BASE**i)) for i, kind in enumerate(TaskKind.values)])
+        counts = Task.objects.filter(pk__in=latest).order_by().values("project_id").annotate(n=Sum(digits)).values("n")
+        columns["recent"] = Subquery(counts, output_field=IntegerField())
+    live = FilteredRelation(
+        "assignments", condition=Q(assignments__status=AssignmentStatus.ACTIVE, assignments__expires_at__gt=now)
+    )
+    return (
+        User.objects.filter(pk=labeler_id)
+        .annotate(live=live, **columns)
+        .order_by(F("live__leased_at").asc(nulls_last=True))
+        .values(*[f"live__{name}" for name in _LIVE], *[f"live__task__{name}" for name in _LIVE_TASK], *columns)
+    )
+
+
+def _lease_state(*, labeler, project: Project, kinds: Sequence[str] | None, now: datetime) -> LeaseState:
+    """`LeaseState`, in one query."""
+    balance = len([k for k in project.served_kinds if not kinds or k in kinds]) >= 2  # else nothing to balance
+    values = {"labeler_id": labeler.pk, "project_id": project.pk, "now": now}
+    query = selectors.compiled(("lease_state", balance), lambda **v: _state_query(balance=balance, **v), **values)
+    rows = query.rows(**values)
+    if not rows:
+        return LeaseState(live=None, wrote=False, recent={})
+    lease = next((r for r in rows if r["live__id"] is not None and r["live__task__project_id"] == project.pk), None)
+    if lease is not None:
+        task = selectors.loaded(
+            Task, {"id": lease["live__task_id"], **{n: lease[f"live__task__{n}"] for n in _LIVE_TASK}}
+        )
+        task.project = project
+        lease = selectors.loaded(Assignment, {"labeler_id": labeler.pk, **{n: lease[f"live__{n}"] for n in _LIVE}})
+        lease.task, lease.labeler = task, labeler
+    recent = {}
+    if balance:
+        digits = rows[0]["recent"] or 0
+        recent = {kind: digits // RECENT_BASE**i % RECENT_BASE for i, kind in enumerate(TaskKind.values)}
+    return LeaseState(live=lease, wrote=bool(rows[0]["wrote"]), recent=recent)
+
+
+def _serving_plan(
+    *, labeler, project: Project, kinds: Sequence[str] | None, state: LeaseState
+) -> tuple[list[str], list[str]]:
+    """The kinds to serve first, those not above their share of the mix (the best task of any of them first), then
+    the rest, the least over their share first."""
+    served = [k for k in project.served_kinds if not kinds or k in kinds]
+    if len(served) < 2:
+        return served, []  # nothing to balance
+    deficits = kind_deficits(labeler=labeler, project=project, kinds=kinds, recent=state.recent)
+    under = [k for k in served if deficits[k] >= -1e-9]
+    rest = sorted((k for k in served if k not in under), key=lambda k: (-deficits[k], TaskKind.values.index(k)))
+    return under, rest
+
+
+def _by_head(labeler, project: Project, kinds: Sequence[str], wrote: bool) -> list[str]:
+    """`kinds` by their best open task (highest priority, then oldest) for `labeler`; those with none left last.
+    One query where the database takes LIMIT inside UNION ALL (PostgreSQL), else one per kind."""
+    heads = [
+        selectors.task_queue(labeler=labeler, project=project, kind=kind, wrote=wrote).values_list(
+            "kind", "priority", "created_at", "id"
+        )[:1]
+        for kind in kinds
+    ]
+    if len(heads) > 1 and connection.features.supports_slicing_ordering_in_compound:
+        rows = list(heads[0].union(*heads[1:], all=True))
+    else:
+        rows = [row for head in heads for row in head]
+    best = [kind for kind, *_ in sorted(rows, key=lambda row: (-row[1], row[2], row[3]))]
+    return [*best, *[kind for kind in kinds if kind not in best]]
+
+
+def _lease_from(labeler, project: Project, kind: str, *, gold: bool, wrote: bool, now: datetime) -> Assignment | None:
+    """Lease the best task of `kind` in `labeler`'s queue (its gold tasks, with `gold`)."""
+    return _take(labeler, project, _queue_pick(kind, gold, wrote), gold=gold, now=now)
+
+
+def _locked(pick: QuerySet) -> QuerySet:
+    """`pick` locking the row it picks, skipping those others hold locked (where the database can)."""
     if connection.features.has_select_for_update_skip_locked:
-        queue = queue.select_for_update(skip_locked=True, no_key=True, of=("self",))
-    for attempt in range(5):
-        if attempt == 0 and head is not None:
-            # Still open (the labeler's own row lock keeps their history from changing meanwhile).
-            candidate = Task.objects.filter(pk=head, is_active=True, taken__lt=F("required_labelers"))
-            if connection.features.has_select_for_update_skip_locked:
-                candidate = candidate.select_for_update(skip_locked=True, no_key=True)
-            task = candidate.only("id", "required_labelers").first() or queue.only("id", "required_labelers").first()
-        else:
-            task = queue.only("id", "required_labelers").first()
+        return pick.select_for_update(skip_locked=True, no_key=True, of=("self",))
+    return pick
+
+
+def _queue_pick(kind: str, gold: bool, wrote: bool):
+    """(key, build) of the query that picks the first task of a queue (see `_take`)."""
+
+    def build(*, labeler_id: int, project_id: int) -> QuerySet:
+        queue = selectors.task_queue(
+            labeler=User(pk=labeler_id), project=Project(pk=project_id), kind=kind, gold=gold, wrote=wrote
+        )
+        return _locked(queue.values("pk")[:1])
+
+    return ("queue", kind, gold, wrote), build
+
+
+def _heads_pick(kinds: tuple[str, ...], wrote: bool):
+    """(key, build) of the query that picks the best of the queues' heads of `kinds` that is still open (see
+    `_take`): each head read by its queue's index, the best of them locked by its key."""
+
+    def build(*, labeler_id: int, project_id: int) -> QuerySet:
+        labeler, project = User(pk=labeler_id), Project(pk=project_id)
+        heads = Q()
+        for kind in kinds:
+            queue = selectors.task_queue(labeler=labeler, project=project, kind=kind, wrote=wrote)
+            heads |= Q(pk=Subquery(queue.values("pk")[:1]))
+        best = Task.objects.filter(heads, is_active=True, taken__lt=F("required_labelers")).order_by(*QUEUE_ORDER)
+        return _locked(best.values("pk")[:1])
+
+    return ("heads", kinds, wrote), build
+
+
+def _take(labeler, project: Project, pick, *, gold: bool, now: datetime) -> Assignment | None:
+    """Lease the task `pick` (key, build: see `_queue_pick`) picks, if no one else holds it: lock it (on PostgreSQL,
+    skipping rows other transactions hold locked), take one of its places (for an ordinary task, only while its
+    overlap is not filled) and write the lease. One statement on PostgreSQL; two elsewhere (SQLite, which
+    serialises writers). Returns the lease with its task, and the task with `project`; None when there is none."""
+    key, build = pick
+    values = {"labeler_id": labeler.pk, "project_id": project.pk}
+    picked = selectors.compiled(("take", *key), build, **values)
+    pick_sql, pick_params = picked.sql, picked.bind(values)
+    qn = connection.ops.quote_name
+    task_fields = Task._meta.concrete_fields
+    taken, places = qn(Task._meta.get_field("taken").column), qn(Task._meta.get_field("required_labelers").column)
+    # Names are the models' own; every value is a parameter.
+    update = (
+        f"UPDATE {qn(Task._meta.db_table)} SET {taken} = {taken} + 1 "  # noqa: S608
+        f"WHERE {qn(Task._meta.pk.column)} = ({pick_sql}){'' if gold else f' AND {taken} < {places}'} "
+        f"RETURNING {', '.join(qn(f.column) for f in task_fields)}"
+    )
+    expires_at = now + timedelta(minutes=project.lease_minutes)
+    if connection.vendor != "postgresql":
+        task = _task_from(update, pick_params, task_fields)
         if task is None:
             return None
-        place = Task.objects.filter(pk=task.pk)
-        if not gold:
-            place = place.filter(taken__lt=F("required_labelers"))
-        if not place.update(taken=F("taken") + 1):
-            continue  # filled meanwhile (only possible where rows are not locked)
-        return Assignment.objects.create(
-            task=task, labeler=labeler, leased_at=now, expires_at=now + timedelta(minutes=project.lease_minutes)
-        )
-    return None
+        task.project = project
+        return Assignment.objects.create(task=task, labeler=labeler, leased_at=now, expires_at=expires_at)
+    # The place and the lease in one statement: the lease's row is built from the task row the update returns.
+    lease = Assignment(labeler=labeler, leased_at=now, expires_at=expires_at)
+    fields = [f for f in Assignment._meta.concrete_fields if not f.primary_key]
+    values = [f"picked.{qn(Task._meta.pk.column)}" if f.attname == "task_id" else "%s" for f in fields]
+    params = [f.get_db_prep_save(getattr(lease, f.attname), connection) for f in fields if f.attname != "task_id"]
+    sql = (
+        f"WITH picked AS ({update}), leased AS ("  # noqa: S608
+        f"INSERT INTO {qn(Assignment._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+        f"SELECT {', '.join(values)} FROM picked RETURNING {qn(Assignment._meta.pk.column)}) "
+        f"SELECT {', '.join(f'picked.{qn(f.column)}' for f in task_fields)}, leased.{qn(Assignment._meta.pk.column)} "
+        "FROM picked, leased"
+    )
+    task = _task_from(sql, [*pick_params, *params], task_fields, extra=1)
+    if task is None:
+        return None
+    task.project = project
+    lease.pk, lease.task = task.lease_pk, task
+    lease._state.adding, lease._state.db = False, connection.alias
+    return lease
 
 
-def _locked_live_assignment(*, labeler, assignment_id: int, kind: str | None, now: datetime) -> Assignment:
-    try:
-        assignment = (
-            Assignment.objects.select_for_update(no_key=True, of=("self",))
-            .select_related("task__project", "task__anchor")
-            .get(pk=assignment_id)
-        )
-    except Assignment.DoesNotExist:
-        raise LeaseError("This task is not leased to you.") from None
+def _task_from(sql: str, params: Sequence, fields, *, extra: int = 0) -> Task | None:
+    """The task row a statement returns (the model's `fields`, then `extra` more columns: `lease_pk`), as a Task,
+    or None when it returns none."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row[: len(fields)])
+    for position, converters, expression in _task_converters(fields):
+        for converter in converters:
+            values[position] = converter(values[position], expression, connection)
+    task = Task.from_db(connection.alias, [f.attname for f in fields], values)
+    if extra:
+        task.lease_pk = row[len(fields)]
+    return task
+
+
+_TASK_CONVERTERS: dict[str, tuple] = {}
+
+
+def _task_converters(fields) -> tuple:
+    """What the ORM does to a Task row's values as the database returns them (per database)."""
+    found = _TASK_CONVERTERS.get(connection.alias)
+    if found is None:
+        compiler = Task.objects.none().query.get_compiler(connection=connection)
+        converters = compiler.get_converters([f.get_col(Task._meta.db_table) for f in fields])
+        found = tuple((position, tuple(c), expression) for position, (c, expression) in converters.items())
+        _TASK_CONVERTERS[connection.alias] = found
+    return found
+
+
+def _check_live(assignment: Assignment | None, *, labeler, kind: str | None, now: datetime) -> Assignment:
+    """`assignment` if it is `labeler`'s live lease (on a task of `kind`, when given), else the LeaseError (or, for
+    the wrong kind, the LabelingError) that says why not."""
+    if assignment is None:
+        raise LeaseError("This task is not leased to you.")
     if assignment.labeler_id != labeler.pk:
         raise LeaseError("This task is leased to someone else; take your own next task.")
     if kind is not None and assignment.task.kind != kind:
@@ -695,67 +947,22 @@ def _locked_live_assignment(*, labeler, assignment_id: int, kind: str | None, no
     return assignment
 
 
+def _locked_live_assignment(*, labeler, assignment_id: int, kind: str | None, now: datetime) -> Assignment:
+    assignment = (
+        Assignment.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("task__project", "task__anchor")
+        .filter(pk=assignment_id)
+        .first()
+    )
+    return _check_live(assignment, labeler=labeler, kind=kind, now=now)
+
+
 def _time_spent_ms(client_ms: int | None, assignment: Assignment, now: datetime) -> int:
     """The client's measure when plausible (never more than the lease has lasted), else the server's."""
     elapsed = max(0, int((now - assignment.leased_at).total_seconds() * 1000))
     if client_ms is None or client_ms < 0:
         return elapsed
     return min(int(client_ms), elapsed)
-
-
-def _submit(
-    *,
-    model: type[Annotation],
-    kind: str,
-    labeler,
-    assignment_id: int,
-    client_token: str,
-    time_spent_ms: int | None,
-    now: datetime | None,
-    validate,
-    build=None,
-) -> Submission:
-    """The frame every submission shares: idempotency by client token, the lease checks, validation, the
-    write of the judgement and the end of the lease, all in one transaction."""
-    if not client_token or len(client_token) > 64:
-        raise LabelingError("Missing or malformed submission token; reload the page.", field="client_token")
-    now = now or timezone.now()
-    with transaction.atomic():
-        earlier = model.objects.filter(labeler=labeler, client_token=client_token).first()
-        if earlier is not None:
-            if earlier.assignment_id != assignment_id:
-                raise LabelingError("This submission token belongs to another task.", field="client_token")
-            return Submission(earlier, created=False)
-        try:
-            assignment = _locked_live_assignment(labeler=labeler, assignment_id=assignment_id, kind=kind, now=now)
-        except LeaseError:
-            # A retry that raced its own first attempt: the judgement is there, under the same token.
-            earlier = model.objects.filter(labeler=labeler, client_token=client_token).first()
-            if earlier is not None and earlier.assignment_id == assignment_id:
-                return Submission(earlier, created=False)
-            raise
-        task = assignment.task
-        candidate_ids = list(task.task_candidates.order_by("position").values_list("message_id", flat=True))
-        fields = validate(task, candidate_ids)
-        annotation = model(
-            task=task,
-            labeler=labeler,
-            assignment=assignment,
-            client_token=client_token,
-            shown_order=candidate_order_for(task=task, labeler=labeler, candidate_ids=candidate_ids),
-            time_spent_ms=_time_spent_ms(time_spent_ms, assignment, now),
-            **fields,
-        )
-        if build is not None:
-            build(annotation, task)
-        # The task, labeler, assignment and candidates were all just read from the database: not looked up again.
-        by_construction = ["task", "labeler", "assignment", "candidate", "candidate_a", "candidate_b", "message"]
-        annotation.full_clean(exclude=by_construction, validate_constraints=False)
-        annotation.save()
-        assignment.status = AssignmentStatus.SUBMITTED
-        assignment.finished_at = now
-        assignment.save(update_fields=["status", "finished_at"])
-        return Submission(annotation, created=True)
 
 
 def _check_flags(project: Project, flags: object, field: str) -> list[str]:
@@ -767,6 +974,231 @@ def _check_flags(project: Project, flags: object, field: str) -> list[str]:
     return sorted(set(flags), key=project.flag_keys.index)
 
 
+# --- each kind's checks: (task, its candidate ids, labeler, the kind's fields) -> the judgement's own fields ---
+
+
+def _demonstration_fields(task: Task, candidate_ids: list[int], labeler, data: Mapping) -> dict:
+    cleaned = (data.get("text") or "").strip()
+    if not cleaned:
+        raise LabelingError("Write the assistant's reply before submitting.", field="text")
+    if len(cleaned) > settings.REWARDLAB_MAX_TEXT_CHARS:
+        raise LabelingError(
+            f"The reply is {len(cleaned):,} characters; the limit is {settings.REWARDLAB_MAX_TEXT_CHARS:,}.",
+            field="text",
+        )
+    return {}
+
+
+def _demonstration_message(annotation: Demonstration, task: Task, labeler, data: Mapping) -> None:
+    """A demonstration is the labeler's ideal assistant reply, stored as a human-written child of the prompt."""
+    cleaned = data["text"].strip()
+    annotation.message = Message.objects.create(
+        project_id=task.project_id,
+        parent=task.anchor,
+        role="assistant",
+        text=cleaned,
+        depth=task.anchor.depth + 1,
+        path_hash=path_hash(task.anchor.path_hash, "assistant", cleaned),
+        author_user=labeler,
+        metadata={"demonstration_task": task.pk},
+    )
+
+
+def _ranking_fields(task: Task, candidate_ids: list[int], labeler, data: Mapping) -> dict:
+    tiers = data.get("tiers")
+    if not isinstance(tiers, list | tuple) or not all(isinstance(t, list | tuple) and t for t in tiers):
+        raise LabelingError("A ranking is a list of non-empty tiers.", field="tiers")
+    placed = [c for tier in tiers for c in tier]
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in placed):
+        raise LabelingError("Tiers hold candidate ids.", field="tiers")
+    if len(placed) != len(set(placed)):
+        raise LabelingError("A candidate appears in the ranking twice.", field="tiers")
+    missing, extra = set(candidate_ids) - set(placed), set(placed) - set(candidate_ids)
+    if extra:
+        raise LabelingError("The ranking holds a reply that is not part of this task.", field="tiers")
+    if missing:
+        raise LabelingError(
+            f"Place every reply: {len(missing)} of {len(candidate_ids)} are not ranked yet.", field="tiers"
+        )
+    flags = {}
+    for key, keys in (data.get("candidate_flags") or {}).items():
+        try:
+            message_id = int(key)
+        except (TypeError, ValueError):
+            raise LabelingError(f"Flags given for an unknown reply {key!r}.", field="candidate_flags") from None
+        if message_id not in candidate_ids:
+            raise LabelingError("Flags given for a reply that is not part of this task.", field="candidate_flags")
+        checked = _check_flags(task.project, keys, "candidate_flags")
+        if checked:
+            flags[str(message_id)] = checked
+    return {
+        "tiers": [list(tier) for tier in tiers],
+        "none_acceptable": bool(data.get("none_acceptable", False)),
+        "candidate_flags": flags,
+    }
+
+
+def _comparison_fields(task: Task, candidate_ids: list[int], labeler, data: Mapping) -> dict:
+    """A and B are the candidates in the order this labeler was shown them."""
+    choice = data.get("choice")
+    if isinstance(choice, bool) or choice not in [value for value, _ in COMPARISON_SCALE]:
+        raise LabelingError("Choose a point on the scale from A is much better to B is much better.", field="choice")
+    if len(candidate_ids) != 2:
+        raise LabelingError("An A/B task compares exactly two replies.", field="task")
+    a, b = candidate_order_for(task=task, labeler=labeler, candidate_ids=candidate_ids)
+    return {"candidate_a_id": a, "candidate_b_id": b, "choice": int(choice), "both_bad": bool(data.get("both_bad"))}
+
+
+def _rating_fields(task: Task, candidate_ids: list[int], labeler, data: Mapping) -> dict:
+    score, comment = data.get("score"), data.get("comment") or ""
+    if isinstance(score, bool) or score not in range(1, 8):
+        raise LabelingError("Give the reply a score from 1 to 7.", field="score")
+    if len(candidate_ids) != 1:
+        raise LabelingError("A rating task rates exactly one reply.", field="task")
+    if len(comment) > 5000:
+        raise LabelingError("The comment is longer than 5,000 characters.", field="comment")
+    return {
+        "candidate_id": candidate_ids[0],
+        "score": int(score),
+        "flags": _check_flags(task.project, list(data.get("flags") or ()), "flags"),
+        "comment": comment.strip(),
+    }
+
+
+@dataclass(frozen=True)
+class SubmissionKind:
+    """How the judgement of one task kind is checked (`fields`: the judgement's own fields, or a LabelingError) and
+    stored: its table, and what is written before it (`build`: a demonstration's message)."""
+
+    model: type[Annotation]
+    fields: Callable[[Task, list[int], object, Mapping], dict]
+    build: Callable[[Annotation, Task, object, Mapping], None] | None = None
+    related: tuple[str, ...] = ()  # what a judgement read again (a repeated submission) is read with
+
+
+SUBMISSIONS: dict[str, SubmissionKind] = {
+    TaskKind.DEMONSTRATE: SubmissionKind(Demonstration, _demonstration_fields, _demonstration_message, ("message",)),
+    TaskKind.RANK: SubmissionKind(Ranking, _ranking_fields),
+    TaskKind.COMPARE: SubmissionKind(Comparison, _comparison_fields),
+    TaskKind.RATE: SubmissionKind(Rating, _rating_fields),
+}
+
+
+def submission_submit(
+    *,
+    labeler,
+    assignment_id: int,
+    kind: str,
+    data: Mapping,
+    client_token: str,
+    time_spent_ms: int | None = None,
+    now: datetime | None = None,
+    target: Assignment | None = None,
+) -> Submission:
+    """Store `labeler`'s judgement of the task they hold leased, whatever its kind: the one way in for the labeling
+    page, the API and the live chat. `data` holds the kind's own fields (`SUBMISSIONS` checks them): `text`
+    (demonstrate); `tiers`, `none_acceptable`, `candidate_flags` (rank); `choice`, `both_bad` (compare); `score`,
+    `flags`, `comment` (rate). A task of another kind than `kind` is refused.
+
+    Idempotent by `client_token`: the same token again returns the first judgement (`created` False), even when the
+    two race; a token already used for another task is refused. `target`, `selectors.submission_target` for this
+    assignment and token, saves reading it when the caller has (the labeling page does, to build its form).
+
+    In one transaction: read (the lease, its task, candidates and any judgement under the token), check, end the
+    lease if it is still live (a conditional update: a parallel submission, a skip or the expiry sweep that got
+    there first leaves it as it is, and it is read again to say which), write the judgement. Three statements for
+    a new judgement (one more for a demonstration's message), two for a repeat. Nothing is written before every
+    check has passed, so a refusal needs no savepoint: it leaves the block without an exception (raised after it),
+    and a caller's own transaction goes on."""
+    handler = SUBMISSIONS.get(kind)
+    if handler is None:
+        raise LabelingError(f"Unknown task kind {kind!r}.", field="kind")
+    if not client_token or len(client_token) > 64:
+        raise LabelingError("Missing or malformed submission token; reload the page.", field="client_token")
+    now = now or timezone.now()
+    with transaction.atomic(savepoint=False):
+        outcome = _submission(
+            handler,
+            kind=kind,
+            labeler=labeler,
+            assignment_id=assignment_id,
+            data=data,
+            client_token=client_token,
+            time_spent_ms=time_spent_ms,
+            now=now,
+            target=target,
+        )
+    if isinstance(outcome, LabelingError):
+        raise outcome
+    return outcome
+
+
+def _submission(
+    handler: SubmissionKind,
+    *,
+    kind: str,
+    labeler,
+    assignment_id: int,
+    data: Mapping,
+    client_token: str,
+    time_spent_ms: int | None,
+    now: datetime,
+    target: Assignment | None,
+) -> Submission | LabelingError:
+    if target is not None and (target.pk != assignment_id or getattr(target, "earlier_token", None) != client_token):
+        target = None  # read for another assignment or token
+    try:
+        for _attempt in range(2):
+            if target is None:
+                target = submission_target(
+                    labeler=labeler, client_token=client_token, assignment_id=assignment_id, anyone=True
+                )
+            earlier = _earlier(handler, kind=kind, labeler=labeler, client_token=client_token, target=target)
+            if earlier is not None:
+                if earlier.assignment_id != assignment_id:
+                    raise LabelingError("This submission token belongs to another task.", field="client_token")
+                return Submission(earlier, created=False)
+            assignment = _check_live(target, labeler=labeler, kind=kind, now=now)
+            fields = handler.fields(assignment.task, assignment.candidate_ids, labeler, data)
+            ended = Assignment.objects.filter(
+                pk=assignment.pk, labeler_id=labeler.pk, status=AssignmentStatus.ACTIVE, expires_at__gt=now
+            ).update(status=AssignmentStatus.SUBMITTED, finished_at=now)
+            if ended:
+                break
+            target = None  # ended meanwhile (by this very submission, sent twice?): read it again to say how
+        else:
+            raise LeaseError("This task is not leased to you any more; take the next task.")
+    except LabelingError as error:
+        return error
+    task = assignment.task
+    annotation = handler.model(
+        task=task,
+        labeler=labeler,
+        assignment=assignment,
+        client_token=client_token,
+        shown_order=candidate_order_for(task=task, labeler=labeler, candidate_ids=assignment.candidate_ids),
+        time_spent_ms=_time_spent_ms(time_spent_ms, assignment, now),
+        **fields,
+    )
+    if handler.build is not None:
+        handler.build(annotation, task, labeler, data)
+    # The task, labeler, assignment and candidates were all just read from the database: not looked up again.
+    by_construction = ["task", "labeler", "assignment", "candidate", "candidate_a", "candidate_b", "message"]
+    annotation.full_clean(exclude=by_construction, validate_constraints=False)
+    annotation.save()
+    assignment.status, assignment.finished_at = AssignmentStatus.SUBMITTED, now
+    return Submission(annotation, created=True)
+
+
+def _earlier(handler: SubmissionKind, *, kind: str, labeler, client_token: str, target: Assignment | None):
+    """The labeler's judgement already stored under `client_token` (in the table of `kind`), or None: as `target`
+    read it, where it did."""
+    judgements = handler.model.objects.select_related(*handler.related)
+    if target is not None and target.task.kind == kind:
+        return judgements.filter(pk=target.earlier_id).first() if target.earlier_id is not None else None
+    return judgements.filter(labeler=labeler, client_token=client_token).first()
+
+
 def demonstration_submit(
     *,
     labeler,
@@ -776,42 +1208,15 @@ def demonstration_submit(
     time_spent_ms: int | None = None,
     now: datetime | None = None,
 ) -> Submission:
-    """Store the labeler's ideal assistant reply as a human-written child of the prompt."""
-
-    def validate(task, _candidates):
-        cleaned = (text or "").strip()
-        if not cleaned:
-            raise LabelingError("Write the assistant's reply before submitting.", field="text")
-        if len(cleaned) > settings.REWARDLAB_MAX_TEXT_CHARS:
-            raise LabelingError(
-                f"The reply is {len(cleaned):,} characters; the limit is {settings.REWARDLAB_MAX_TEXT_CHARS:,}.",
-                field="text",
-            )
-        return {}
-
-    def build(annotation, task):
-        cleaned = text.strip()
-        annotation.message = Message.objects.create(
-            project_id=task.project_id,
-            parent=task.anchor,
-            role="assistant",
-            text=cleaned,
-            depth=task.anchor.depth + 1,
-            path_hash=path_hash(task.anchor.path_hash, "assistant", cleaned),
-            author_user=labeler,
-            metadata={"demonstration_task": task.pk},
-        )
-
-    return _submit(
-        model=Demonstration,
-        kind=TaskKind.DEMONSTRATE,
+    """Store the labeler's ideal assistant reply as a human-written child of the prompt (`submission_submit`)."""
+    return submission_submit(
         labeler=labeler,
         assignment_id=assignment_id,
+        kind=TaskKind.DEMONSTRATE,
+        data={"text": text},
         client_token=client_token,
         time_spent_ms=time_spent_ms,
         now=now,
-        validate=validate,
-        build=build,
     )
 
 
@@ -826,49 +1231,15 @@ def ranking_submit(
     time_spent_ms: int | None = None,
     now: datetime | None = None,
 ) -> Submission:
-    """Store candidates ordered best to worst in tiers; candidates in one tier are tied."""
-
-    def validate(task, candidate_ids):
-        if not isinstance(tiers, list | tuple) or not all(isinstance(t, list | tuple) and t for t in tiers):
-            raise LabelingError("A ranking is a list of non-empty tiers.", field="tiers")
-        placed = [c for tier in tiers for c in tier]
-        if not all(isinstance(c, int) and not isinstance(c, bool) for c in placed):
-            raise LabelingError("Tiers hold candidate ids.", field="tiers")
-        if len(placed) != len(set(placed)):
-            raise LabelingError("A candidate appears in the ranking twice.", field="tiers")
-        missing, extra = set(candidate_ids) - set(placed), set(placed) - set(candidate_ids)
-        if extra:
-            raise LabelingError("The ranking holds a reply that is not part of this task.", field="tiers")
-        if missing:
-            raise LabelingError(
-                f"Place every reply: {len(missing)} of {len(candidate_ids)} are not ranked yet.", field="tiers"
-            )
-        flags = {}
-        for key, keys in (candidate_flags or {}).items():
-            try:
-                message_id = int(key)
-            except (TypeError, ValueError):
-                raise LabelingError(f"Flags given for an unknown reply {key!r}.", field="candidate_flags") from None
-            if message_id not in candidate_ids:
-                raise LabelingError("Flags given for a reply that is not part of this task.", field="candidate_flags")
-            checked = _check_flags(task.project, keys, "candidate_flags")
-            if checked:
-                flags[str(message_id)] = checked
-        return {
-            "tiers": [list(tier) for tier in tiers],
-            "none_acceptable": bool(none_acceptable),
-            "candidate_flags": flags,
-        }
-
-    return _submit(
-        model=Ranking,
-        kind=TaskKind.RANK,
+    """Store candidates ordered best to worst in tiers; candidates in one tier are tied (`submission_submit`)."""
+    return submission_submit(
         labeler=labeler,
         assignment_id=assignment_id,
+        kind=TaskKind.RANK,
+        data={"tiers": tiers, "none_acceptable": none_acceptable, "candidate_flags": candidate_flags},
         client_token=client_token,
         time_spent_ms=time_spent_ms,
         now=now,
-        validate=validate,
     )
 
 
@@ -882,28 +1253,16 @@ def comparison_submit(
     time_spent_ms: int | None = None,
     now: datetime | None = None,
 ) -> Submission:
-    """Store an A/B judgement. A and B are the candidates in the order this labeler was shown them."""
-
-    def validate(task, candidate_ids):
-        allowed = [value for value, _ in COMPARISON_SCALE]
-        if isinstance(choice, bool) or choice not in allowed:
-            raise LabelingError(
-                "Choose a point on the scale from A is much better to B is much better.", field="choice"
-            )
-        if len(candidate_ids) != 2:
-            raise LabelingError("An A/B task compares exactly two replies.", field="task")
-        a, b = candidate_order_for(task=task, labeler=labeler, candidate_ids=candidate_ids)
-        return {"candidate_a_id": a, "candidate_b_id": b, "choice": int(choice), "both_bad": bool(both_bad)}
-
-    return _submit(
-        model=Comparison,
-        kind=TaskKind.COMPARE,
+    """Store an A/B judgement. A and B are the candidates in the order this labeler was shown them
+    (`submission_submit`)."""
+    return submission_submit(
         labeler=labeler,
         assignment_id=assignment_id,
+        kind=TaskKind.COMPARE,
+        data={"choice": choice, "both_bad": both_bad},
         client_token=client_token,
         time_spent_ms=time_spent_ms,
         now=now,
-        validate=validate,
     )
 
 
@@ -918,31 +1277,15 @@ def rating_submit(
     time_spent_ms: int | None = None,
     now: datetime | None = None,
 ) -> Submission:
-    """Store a 1-7 overall score of one reply with the project's flags."""
-
-    def validate(task, candidate_ids):
-        if isinstance(score, bool) or score not in range(1, 8):
-            raise LabelingError("Give the reply a score from 1 to 7.", field="score")
-        if len(candidate_ids) != 1:
-            raise LabelingError("A rating task rates exactly one reply.", field="task")
-        if len(comment or "") > 5000:
-            raise LabelingError("The comment is longer than 5,000 characters.", field="comment")
-        return {
-            "candidate_id": candidate_ids[0],
-            "score": int(score),
-            "flags": _check_flags(task.project, list(flags), "flags"),
-            "comment": (comment or "").strip(),
-        }
-
-    return _submit(
-        model=Rating,
-        kind=TaskKind.RATE,
+    """Store a 1-7 overall score of one reply with the project's flags (`submission_submit`)."""
+    return submission_submit(
         labeler=labeler,
         assignment_id=assignment_id,
+        kind=TaskKind.RATE,
+        data={"score": score, "flags": flags, "comment": comment},
         client_token=client_token,
         time_spent_ms=time_spent_ms,
         now=now,
-        validate=validate,
     )
 
 

@@ -13,6 +13,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import push_url
 
 from annotate import exports, extensions, quality, selectors, services
 from annotate.formats import ImportFormatError
@@ -246,13 +247,13 @@ def _submission_form(task: Task, project: Project, *, candidate_ids: list[int], 
     return RatingForm(data, project=project)
 
 
-def _render_workspace(request, project, assignment, *, status=200, push_url: str | None = None, **extra):
-    """The whole page, or only the workspace partial when htmx asks (it swaps it in place)."""
+def _render_workspace(request, project, assignment, *, status=200, url: str | None = None, **extra):
+    """The whole page, or only the workspace partial when htmx asks (it swaps it in place, and shows `url`)."""
     context = _labeling_context(request, project, assignment, **extra)
     template = f"{LABEL_TEMPLATE}#workspace" if request.htmx else LABEL_TEMPLATE
     response = render(request, template, context, status=status)
-    if request.htmx and push_url:
-        response["HX-Push-Url"] = push_url
+    if request.htmx and url:
+        push_url(response, url)
     return response
 
 
@@ -267,16 +268,20 @@ def _start_url(project: Project, mode: str) -> str:
 
 
 def _serve_next(request, project: Project, mode: str):
-    """After a submit or a skip: the next task, swapped in by htmx (with its URL pushed) or by a redirect."""
+    """After a submit or a skip: the next task. htmx gets it at once, swapped in with its URL shown; a plain form
+    is sent to "take the next task" (`label_start`, which leases it and sends the browser on to it)."""
+    if not request.htmx:
+        return redirect(_start_url(project, mode))
     assignment = services.task_lease_next(labeler=request.user, project=project, kinds=_modes(mode) or None)
     url = _task_url(project, assignment.task_id, mode) if assignment else _start_url(project, mode)
-    if not request.htmx:
-        return redirect(url)
-    return _render_workspace(request, project, assignment, push_url=url, mode=mode)
+    return _render_workspace(request, project, assignment, url=url, mode=mode)
 
 
 def _labeling_project(slug: str) -> Project:
-    return get_object_or_404(Project, slug=slug, is_active=True)
+    project = selectors.active_project(slug=slug)
+    if project is None:
+        raise Http404("No Project matches the given query.")
+    return project
 
 
 @role_required(RoleName.LABELER)
@@ -295,75 +300,60 @@ def label_start(request, slug: str):
 @role_required(RoleName.LABELER)
 @require_http_methods(["GET"])
 def label_task(request, slug: str, task_id: int):
-    project = _labeling_project(slug)
-    assignment = selectors.live_assignment(labeler=request.user, task_id=task_id)
     mode = _mode(request.GET.get("mode", ""))
-    if assignment is None or assignment.task.project_id != project.pk:
+    assignment = selectors.live_assignment(labeler=request.user, task_id=task_id, project_slug=slug)
+    if assignment is None:
+        project = _labeling_project(slug)
         messages.info(request, "That task is not leased to you any more; here is your next one.")
         return redirect(_start_url(project, mode))
-    return _render_workspace(request, project, assignment, mode=mode)
+    return _render_workspace(request, assignment.task.project, assignment, mode=mode)
 
 
-def _assignment_for(request, project: Project, task_id: int) -> Assignment:
-    """The labeler's own assignment on this project's task, whatever its state (the service judges it)."""
-    return get_object_or_404(
-        Assignment.objects.select_related("task__project", "task__anchor", "labeler"),
-        labeler=request.user,
-        task_id=task_id,
-        task__project=project,
-    )
-
-
-def _lease_problem(request, project: Project, error: services.LeaseError, mode: str):
+def _lease_problem(request, slug: str, error: services.LeaseError, mode: str, project: Project | None = None):
+    project = project or _labeling_project(slug)
     return _render_workspace(request, project, None, status=error.status, lease_error=error.message, mode=mode)
 
 
 @role_required(RoleName.LABELER)
 @require_POST
 def label_submit(request, slug: str, task_id: int):
-    project = _labeling_project(slug)
     mode = _mode(request.POST.get("mode", ""))
-    try:
-        assignment = _assignment_for(request, project, task_id)
-    except Http404:
-        return _lease_problem(request, project, services.LeaseError("This task is not leased to you."), mode)
-    task = assignment.task
-    # In the order this labeler saw them, so tied replies are stored within their tier in the order shown.
-    candidate_ids = selectors.candidate_order_for(
-        task=task,
-        labeler=request.user,
-        candidate_ids=list(task.task_candidates.order_by("position").values_list("message_id", flat=True)),
+    # The labeler's own assignment on this project's task, whatever its state (the service judges it), with what the
+    # form and the service need (the service takes it as read).
+    target = selectors.submission_target(
+        labeler=request.user, task_id=task_id, project_slug=slug, client_token=request.POST.get("client_token", "")
     )
+    if target is None:
+        return _lease_problem(request, slug, services.LeaseError("This task is not leased to you."), mode)
+    task, project = target.task, target.task.project
+    # In the order this labeler saw them, so tied replies are stored within their tier in the order shown.
+    candidate_ids = selectors.candidate_order_for(task=task, labeler=request.user, candidate_ids=target.candidate_ids)
     form = _submission_form(task, project, candidate_ids=candidate_ids, data=request.POST)
     if not form.is_valid():
-        return _render_workspace(request, project, assignment, status=422, form=form, mode=mode)
-    data = form.cleaned_data
-    common = {
-        "labeler": request.user,
-        "assignment_id": assignment.pk,
-        "client_token": data["client_token"],
-        "time_spent_ms": data.get("time_spent_ms"),
-    }
+        return _render_workspace(request, project, target, status=422, form=form, mode=mode)
     try:
-        if task.kind == TaskKind.DEMONSTRATE:
-            services.demonstration_submit(text=data["text"], **common)
-        elif task.kind == TaskKind.RANK:
-            services.ranking_submit(
-                tiers=form.tiers(),
-                none_acceptable=data["none_acceptable"],
-                candidate_flags=form.candidate_flags(),
-                **common,
-            )
-        elif task.kind == TaskKind.COMPARE:
-            services.comparison_submit(choice=data["choice"], both_bad=data["both_bad"], **common)
-        else:
-            services.rating_submit(score=data["score"], flags=data["flags"], comment=data["comment"], **common)
+        services.submission_submit(
+            labeler=request.user,
+            assignment_id=target.pk,
+            kind=task.kind,
+            data=form.judgement(),
+            client_token=form.cleaned_data["client_token"],
+            time_spent_ms=form.cleaned_data.get("time_spent_ms"),
+            target=target,
+        )
     except services.LeaseError as error:
-        return _lease_problem(request, project, error, mode)
+        return _lease_problem(request, slug, error, mode, project)
     except services.LabelingError as error:
         form.add_error(None, error.message)
-        return _render_workspace(request, project, assignment, status=error.status, form=form, mode=mode)
+        return _render_workspace(request, project, target, status=error.status, form=form, mode=mode)
     return _serve_next(request, project, mode)
+
+
+def _assignment_for(request, project: Project, task_id: int) -> Assignment:
+    """The labeler's own assignment on this project's task, whatever its state (the service judges it)."""
+    return get_object_or_404(
+        Assignment.objects.select_related("task__project"), labeler=request.user, task_id=task_id, task__project=project
+    )
 
 
 @role_required(RoleName.LABELER)
@@ -375,7 +365,7 @@ def label_skip(request, slug: str, task_id: int):
     try:
         assignment = _assignment_for(request, project, task_id)
     except Http404:
-        return _lease_problem(request, project, services.LeaseError("This task is not leased to you."), mode)
+        return _lease_problem(request, slug, services.LeaseError("This task is not leased to you."), mode, project)
     if not form.is_valid():
         return _render_workspace(request, project, assignment, status=422, skip_form=form, skip_open=True, mode=mode)
     try:
@@ -386,7 +376,7 @@ def label_skip(request, slug: str, task_id: int):
             note=form.cleaned_data["note"],
         )
     except services.LeaseError as error:
-        return _lease_problem(request, project, error, mode)
+        return _lease_problem(request, slug, error, mode, project)
     except services.LabelingError as error:
         form.add_error(None, error.message)
         return _render_workspace(

@@ -98,7 +98,7 @@ for n in range(12):
     labeling.demonstration_submit(labeler=labeler, assignment_id=lease.pk, text=text, client_token=f"bench-{{n}}")
 # Trained here, before any worker runs: its Celery message is not sent, so nothing can take the run again.
 with mock.patch("training.queue.run_send"):
-    run = services.run_start_sft(project=project, config={config!r}, created_by=users.get(username="admin"))
+    run = services.run_start(kind="sft", project=project, config={config!r}, created_by=users.get(username="admin"))
 status = runner.run_execute(run_id=run.pk, worker="bench")
 run.refresh_from_db()
 assert status == "succeeded", run.error

@@ -1,7 +1,8 @@
-"""Labelers over HTTP: lease-and-submit latency and throughput of the REST API, demo server against production.
+"""Labelers over HTTP: lease-and-submit latency and throughput of the REST API, production beside a bare Django floor.
 
-    .venv/bin/python bench/labeler_load.py                 # demo and production; 1, 8 and 16 labelers
+    .venv/bin/python bench/labeler_load.py                 # production and the floor; 1, 8 and 16 labelers
     .venv/bin/python bench/labeler_load.py --quick         # smoke run: 1 and 4 labelers, a few submissions each
+    .venv/bin/python bench/labeler_load.py --modes demo,production,floor
     .venv/bin/python bench/labeler_load.py --modes production --labelers 16 --submissions 300 --seconds 60
 
 What is measured: N simulated labelers, each with its own keep-alive HTTP connection (`http.client`), against a
@@ -15,7 +16,8 @@ from sending to the last byte of the response; throughput is acknowledged submis
 (from the labelers' common start to the last one's end); repeats are not counted as submissions.
 
 Levels (`--labelers 1,8,16`) run one after the other on the same server, each with fresh labelers (empty
-histories, so the kind mix starts afresh). Two servers (`--modes`), each set up from nothing in the same run:
+histories, so the kind mix starts afresh). Up to three servers (`--modes`, default `production,floor`), each set up
+from nothing in the same run:
 
 - demo: `manage.py runserver --noreload` on SQLite in a temporary `REWARDLAB_VAR_DIR`, DEBUG on, as `make demo` runs
   it (one process, a thread per request; SQLite takes the write lock at the start of each transaction).
@@ -26,6 +28,13 @@ histories, so the kind mix starts afresh). Two servers (`--modes`), each set up 
   response, so here each request opens a new one (column conn/req). `VACUUM ANALYZE` after the import and `ANALYZE`
   before each level stand in for autovacuum, which is off on this machine's server (`--no-analyze` leaves the
   statistics as the import left them).
+- floor: what Django costs on the same setup, for scale: the same gunicorn (workers, DEBUG off,
+  `DATABASE_CONN_MAX_AGE=60`), PostgreSQL server (a fresh database of its own) and the project's settings and
+  middleware (`--floor-bare`: no middleware, no apps), with a bare view at each of the same addresses (written to
+  the run's temporary folder), every view one query: the lease `SELECT 1` (it answers one rating task), the submit
+  `SELECT 1` (201; `--floor-write`: the submit is one `INSERT … ON CONFLICT` of its client token instead, committed
+  as a judgement is, and a repeat answers 200 with the same id). The summary gives RewardLab (production) / floor
+  per level: throughput, lease and submit p50/p99, and the app server's CPU per submission.
 
 Both get `REWARDLAB_API_USER_RATE=100000/minute` (and the same for the anonymous rate the token endpoint has), so
 the API's throttling does not cut the load, and an embedded SQLite broker (no worker runs; labeling enqueues
@@ -43,10 +52,11 @@ machine's busy cores over the level (2.00: both saturated). `--no-keepalive` ope
 request: Django's development server answers on a kept-alive connection ~40 ms late (a response leaves in several
 small writes with Nagle's algorithm on, and one waits for the client's delayed ACK).
 
-After each mode, the database is checked against the client's record: every acknowledged submission (201 with a
-judgement id) must be stored exactly once under its (labeler, client_token), with that id: nothing lost, nothing
-doubled. Targets, printed beside the figures: production at 16 labelers p99 < 50 ms for lease and for submit; zero
-lost or doubled.
+After each mode (but the floor), the database is checked against the client's record: every acknowledged submission
+(201 with a judgement id) must be stored exactly once under its (labeler, client_token), with that id: nothing lost,
+nothing doubled. Targets, printed beside the figures: production at 16 labelers p99 < 50 ms for lease and for submit;
+against the floor, back to back (think 0): at 1 labeler at least 25% of the floor's submissions per second, at 8
+labelers lease and submit p99 at most 3 times the floor's; zero lost or doubled.
 """
 
 from __future__ import annotations
@@ -83,6 +93,8 @@ PASSWORD = "bench-labeler-pass-7x"  # noqa: S105 - benchmark users in a throwawa
 RETRY_EVERY = 20
 BARRIER_TIMEOUT = 300  # seconds for every labeler to sign in
 TARGET_P99_MS = 50.0
+TARGET_FLOOR_RATE = 0.25  # production's submissions per second at 1 labeler, as a share of the floor's
+TARGET_FLOOR_P99 = 3.0  # production's lease and submit p99 at 8 labelers, as a multiple of the floor's
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # A 5xx in runserver's log or the app's JSON request log, or a traceback.
 SERVER_ERROR = re.compile(r'" 5\d\d \d|"status": 5\d\d|Traceback|\[CRITICAL\]|WORKER TIMEOUT')
@@ -126,6 +138,95 @@ for name in {names!r}:
 
 
 # --- servers ------------------------------------------------------------------------------------------------
+
+# The floor: a bare Django view for each of the labeling API's addresses, one query each, under the project's own
+# settings (middleware, logging, DEBUG off: `--floor-bare` drops the middleware and apps), served by the same
+# gunicorn setup as production. Written to the run's folder.
+FLOOR_SETTINGS = """
+import os
+
+if os.environ.get("FLOOR_BARE") == "1":
+    SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+    ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+    INSTALLED_APPS, MIDDLEWARE, USE_TZ = [], [], True
+    import dj_database_url
+
+    DATABASES = {"default": dj_database_url.config(conn_max_age=int(os.environ["DATABASE_CONN_MAX_AGE"]))}
+else:
+    from rewardlab.settings import *  # noqa: F403
+
+ROOT_URLCONF = "floor_app"
+"""
+
+FLOOR_APP = """
+import json
+import os
+
+os.environ["DJANGO_SETTINGS_MODULE"] = "floor_settings"
+
+from django.db import connection  # noqa: E402
+from django.http import JsonResponse  # noqa: E402
+from django.urls import path  # noqa: E402
+from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+
+WRITE = os.environ.get("FLOOR_WRITE") == "1"
+
+
+def one_query(sql, params=()):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+@csrf_exempt
+def token(request):
+    return JsonResponse({"token": "floor"})
+
+
+def me(request):
+    return JsonResponse({"error": "no credentials"}, status=401)
+
+
+def healthz(request):
+    return JsonResponse({"database": one_query("SELECT 1")[0] == 1})
+
+
+@csrf_exempt
+def lease(request, slug):
+    (task,) = one_query("SELECT 1")
+    return JsonResponse({"kind": "rate", "task": task, "assignment": {"id": task}, "candidates": [{"id": task}]})
+
+
+@csrf_exempt
+def submit(request, assignment_id):
+    token = json.loads(request.body)["client_token"]
+    if WRITE:
+        judgement, created = one_query(
+            "INSERT INTO floor_judgement (token) VALUES (%s) ON CONFLICT (token) DO UPDATE SET token = EXCLUDED.token "
+            "RETURNING id, xmax = 0",
+            [token],
+        )
+    else:
+        (judgement,), created = one_query("SELECT 1"), True
+    return JsonResponse({"created": created, "annotation": {"id": judgement}}, status=201 if created else 200)
+
+
+urlpatterns = [
+    path("api/auth/token/", token),
+    path("api/me/", me),
+    path("healthz", healthz),
+    path("api/projects/<slug:slug>/lease/", lease),
+    path("api/assignments/<int:assignment_id>/submit/", submit),
+]
+
+import gc  # noqa: E402
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+application = get_wsgi_application()
+gc.collect()  # as rewardlab/wsgi.py does
+gc.freeze()
+"""
 
 
 def free_port() -> int:
@@ -188,7 +289,7 @@ class Server:
         self.mode, self.work, self.args, self.usernames = mode, work, args, usernames
         self.proc: subprocess.Popen | None = None
         self.port = free_port()
-        self.database = f"rewardlab_bench_load_{os.getpid()}" if mode == "production" else None
+        self.database = f"rewardlab_bench_{mode}_{os.getpid()}" if mode in ("production", "floor") else None
         self.db_created = False
         env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
         env.update(
@@ -203,7 +304,7 @@ class Server:
         )
         if mode == "demo":
             env["DATABASE_URL"] = f"sqlite:///{work / 'rewardlab.sqlite3'}"
-        else:
+        else:  # production and the floor: the same server setup
             env.update(
                 {
                     "DATABASE_URL": f"{PG_SERVER}/{self.database}",
@@ -215,6 +316,8 @@ class Server:
                     "DJANGO_SECURE_COOKIES": "0",
                 }
             )
+        if mode == "floor":
+            env.update({"FLOOR_WRITE": "1" if args.floor_write else "0", "FLOOR_BARE": "1" if args.floor_bare else "0"})
         self.env = env
         self.workers = args.gunicorn_workers or 2 * (os.cpu_count() or 1) + 1
 
@@ -232,6 +335,12 @@ class Server:
             admin_sql(f"DROP DATABASE IF EXISTS {self.database}")
             admin_sql(f"CREATE DATABASE {self.database}")
             self.db_created = True
+        if self.mode == "floor":
+            (self.work / "floor_app.py").write_text(FLOOR_APP)
+            (self.work / "floor_settings.py").write_text(FLOOR_SETTINGS)
+            with psycopg.connect(f"{PG_SERVER}/{self.database}", autocommit=True) as conn:
+                conn.execute("CREATE TABLE floor_judgement (id bigserial PRIMARY KEY, token text UNIQUE NOT NULL)")
+            return time.perf_counter() - started
         self.manage("migrate", "--noinput", "-v", "0")
         if self.mode == "production":
             self.manage("collectstatic", "--noinput", "-v", "0")
@@ -257,7 +366,8 @@ class Server:
         if self.mode == "demo":
             command = ["manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"]
         else:
-            command = ["-m", "gunicorn", "rewardlab.wsgi:application", "-b", f"127.0.0.1:{self.port}"]
+            app = ["floor_app:application", "--pythonpath", str(self.work)] if self.mode == "floor" else []
+            command = ["-m", "gunicorn", *(app or ["rewardlab.wsgi:application"]), "-b", f"127.0.0.1:{self.port}"]
             command += ["--workers", str(self.workers), "--graceful-timeout", "5"]
         self.log = (self.work / "server.log").open("w")
         self.proc = subprocess.Popen(  # noqa: S603 - our own server
@@ -278,7 +388,7 @@ class Server:
                 status = conn.getresponse().status
                 conn.close()
                 if status == 401:  # up, and the API answers an anonymous caller as it should
-                    if self.mode == "production":
+                    if self.mode != "demo":
                         self.warm_workers()
                     return
                 raise RuntimeError(f"GET /api/me/ answered {status}, not 401:\n{self.log_tail()}")
@@ -287,12 +397,16 @@ class Server:
         raise RuntimeError(f"the {self.mode} server did not answer within 60 s:\n{self.log_tail()}")
 
     def warm_workers(self) -> None:
-        """gunicorn's workers import the app lazily on their first request; a few parallel requests make each
-        worker load it before the clock starts."""
+        """gunicorn's workers import the app lazily on their first request, and open their database connection on
+        the first that queries; a few parallel requests that query (a token that is none: 401) make each worker do
+        both before the clock starts."""
 
         def hit() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            conn.request("GET", "/api/me/")
+            if self.mode == "floor":
+                conn.request("GET", "/healthz")
+            else:
+                conn.request("GET", "/api/me/", headers={"Authorization": "Token warm-up-is-not-a-token"})
             conn.getresponse().read()
             conn.close()
 
@@ -459,7 +573,9 @@ def labeler_run(spec: dict, barrier) -> dict:
             status, again, elapsed = call(path, body)
             out["retry_ms"].append(elapsed)
             same = again is not None and again.get("annotation", {}).get("id") == judgement
-            if status == 200 and same and again.get("created") is False:
+            if not spec["repeats_checked"]:
+                pass  # a floor that stores nothing cannot tell a repeat: sent for the same load, not judged
+            elif status == 200 and same and again.get("created") is False:
                 out["retry_ok"] += 1
             else:
                 out["retry_bad"].append(f"{status}: {json.dumps(again)[:200]}")
@@ -516,6 +632,7 @@ def run_level(server: Server, names: list[str], args, think: float) -> tuple[lis
             "threads": args.client == "threads",
             "keepalive": args.keepalive,
             "think": think,
+            "repeats_checked": server.mode != "floor" or args.floor_write,
         }
         for name in names
     ]
@@ -525,7 +642,7 @@ def run_level(server: Server, names: list[str], args, think: float) -> tuple[lis
         return {
             "client": usage.ru_utime + usage.ru_stime,
             "server": server.cpu(),
-            "pg": proc_cpu(postgres_pids()) if server.mode == "production" else 0.0,
+            "pg": proc_cpu(postgres_pids()) if server.mode != "demo" else 0.0,
             "machine": machine_busy(),
         }
 
@@ -605,12 +722,65 @@ def row(mode: str, think: float, level: int, results: list[dict], cpu: dict) -> 
         f"{errors:>6}{connects / requests if requests else 0:>9.2f}{cpu['machine'] / wall if wall else 0:>6.2f}  "
         + " / ".join(f"{value:.1f}" for value in per)
     )
-    return line, {"lease": lease, "submit": submit, "subs": subs, "wall": wall}
+    return line, {"lease": lease, "submit": submit, "subs": subs, "wall": wall, "server_ms": per[1]}
+
+
+def ratio(ours: float, floor: float) -> str:
+    return f"{ours / floor:.1f}x" if floor and not math.isnan(floor) and not math.isnan(ours) else "-"
+
+
+def floor_lines(figures: dict, thinks: list[float], levels: list[int]) -> list[str]:
+    """RewardLab (production) beside the floor, level by level, and the targets against it."""
+    lines = [
+        "",
+        "RewardLab (production) / floor:",
+        f"{'think s':>7}{'labelers':>9}  {'subs/s: production / floor = share':<36}"
+        f"{'lease p50, p99':<18}{'submit p50, p99':<18}server CPU ms/sub",
+    ]
+    for think in thinks:
+        for level in levels:
+            ours, floor = figures.get(("production", think, level)), figures.get(("floor", think, level))
+            if not ours or not floor:
+                continue
+            rate, floor_rate = ours["subs"] / ours["wall"], floor["subs"] / floor["wall"]
+            times = [
+                f"{ratio(pct(ours[name], q), pct(floor[name], q))}" for name in ("lease", "submit") for q in (50, 99)
+            ]
+            lines.append(
+                f"{think:>7g}{level:>9}  {f'{rate:.1f} / {floor_rate:.1f} = {rate / floor_rate:.0%}':<36}"
+                f"{', '.join(times[:2]):<18}{', '.join(times[2:]):<18}"
+                f"{ours['server_ms']:.1f} / {floor['server_ms']:.1f} = {ratio(ours['server_ms'], floor['server_ms'])}"
+            )
+    ours, floor = figures.get(("production", 0.0, 1)), figures.get(("floor", 0.0, 1))
+    if ours and floor:
+        share = (ours["subs"] / ours["wall"]) / (floor["subs"] / floor["wall"])
+        lines.append(
+            f"target: 1 labeler, think 0, production at >= {TARGET_FLOOR_RATE:.0%} of the floor's submissions/s: "
+            f"{share:.0%} {'met' if share >= TARGET_FLOOR_RATE else 'NOT met'}"
+        )
+    else:
+        lines.append("target: 1 labeler against the floor: not run (needs production and floor at level 1, think 0)")
+    ours, floor = figures.get(("production", 0.0, 8)), figures.get(("floor", 0.0, 8))
+    if ours and floor:
+        for name in ("lease", "submit"):
+            times = pct(ours[name], 99) / pct(floor[name], 99)
+            lines.append(
+                f"target: 8 labelers, think 0, production {name} p99 <= {TARGET_FLOOR_P99:g}x the floor's: "
+                f"{pct(ours[name], 99):.1f} / {pct(floor[name], 99):.1f} ms = {times:.1f}x "
+                f"{'met' if times <= TARGET_FLOOR_P99 else 'NOT met'}"
+            )
+    else:
+        lines.append("target: 8 labelers against the floor: not run (needs production and floor at level 8, think 0)")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", default="demo,production", help="comma-separated: demo, production")
+    parser.add_argument(
+        "--modes",
+        default="production,floor",
+        help="comma-separated: demo, production, floor (default production,floor)",
+    )
     parser.add_argument("--labelers", default=None, help="comma-separated levels (default 1,8,16; --quick 1,4)")
     parser.add_argument("--submissions", type=int, default=None, help="per labeler (default 150; --quick 20)")
     parser.add_argument("--seconds", type=float, default=None, help="per level at most (default 60; --quick 15)")
@@ -623,6 +793,16 @@ def main() -> None:
         "getting a task and submitting it, as a labeler reads and judges",
     )
     parser.add_argument("--gunicorn-workers", type=int, default=0, help="default 2 × cores + 1")
+    parser.add_argument(
+        "--floor-write",
+        action="store_true",
+        help="the floor's submit is one INSERT of its token (committed, idempotent) instead of one SELECT",
+    )
+    parser.add_argument(
+        "--floor-bare",
+        action="store_true",
+        help="the floor without the project's settings: no middleware, no apps (default: the project's settings)",
+    )
     parser.add_argument("--client", choices=["threads", "processes"], default="threads", help="one labeler is …")
     parser.add_argument("--quick", action="store_true", help="smoke run: levels 1,4, few submissions")
     parser.add_argument(
@@ -647,7 +827,7 @@ def main() -> None:
     thinks = [float(x) for x in args.think.split(",")]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for mode in modes:
-        if mode not in ("demo", "production"):
+        if mode not in ("demo", "production", "floor"):
             parser.error(f"unknown mode {mode!r}")
     series = [(think, level) for think in thinks for level in levels]
     names = {
@@ -678,6 +858,12 @@ def main() -> None:
                 f"gunicorn {server.workers} sync workers, PostgreSQL (autovacuum {server.autovacuum()}; "
                 f"{'ANALYZE before each level' if args.analyze else 'no ANALYZE'}), DEBUG off"
             )  # fmt: skip
+            if mode == "floor":
+                query = "INSERT … ON CONFLICT of its token" if args.floor_write else "SELECT 1"
+                stack = "no middleware, no apps" if args.floor_bare else "the project's settings and middleware"
+                what = (
+                    f"a bare Django view per address, one query each (lease SELECT 1, submit {query}), {stack}; {what}"
+                )
             print(f"{mode}: {what}; set up in {took:.1f} s; listening on 127.0.0.1:{server.port}", flush=True)
             acked: dict[tuple[str, str], int] = {}
             retries_ok = retries = 0
@@ -701,22 +887,28 @@ def main() -> None:
                     notes += [f"{where}: {r['username']}: repeat gave {bad}" for bad in r["retry_bad"]]
                     if r["dry"]:
                         notes.append(f"{where}: {r['username']} ran out of tasks (204)")
-            stored = server.stored()
-            lost = sum(1 for key in acked if key not in stored)
-            doubled = sum(1 for ids in stored.values() if len(ids) > 1)
-            wrong_id = sum(1 for key, pk in acked.items() if key in stored and pk not in stored[key])
-            unacked = sum(1 for key in stored if key not in acked)
             kinds = ", ".join(
                 f"{kind} {len(values)} ({pct(values, 50):.1f}/{pct(values, 99):.1f})"
                 for kind, values in sorted(by_kind.items())
             )
-            verdict = (
-                f"verify {mode}: {len(acked)} acknowledged, {sum(len(ids) for ids in stored.values())} stored for "
-                f"these labelers: lost {lost}, doubled {doubled}, other id {wrong_id}, stored unacknowledged "
-                f"{unacked}; repeats {retries_ok}/{retries} answered 200 with the same judgement"
-                f"{'  [OK]' if lost == doubled == wrong_id == 0 and retries_ok == retries else '  [FAILED]'}\n"
-                f"  submit by kind, all levels (n, p50/p99 ms): {kinds}"
-            )
+            if mode == "floor":
+                verdict = (
+                    f"verify floor: {len(acked)} acknowledged (the floor keeps no judgements to check); repeats "
+                    + (f"{retries_ok}/{retries} answered 200 with the same id" if args.floor_write else "not judged")
+                )
+            else:
+                stored = server.stored()
+                lost = sum(1 for key in acked if key not in stored)
+                doubled = sum(1 for ids in stored.values() if len(ids) > 1)
+                wrong_id = sum(1 for key, pk in acked.items() if key in stored and pk not in stored[key])
+                unacked = sum(1 for key in stored if key not in acked)
+                verdict = (
+                    f"verify {mode}: {len(acked)} acknowledged, {sum(len(ids) for ids in stored.values())} stored "
+                    f"for these labelers: lost {lost}, doubled {doubled}, other id {wrong_id}, stored unacknowledged "
+                    f"{unacked}; repeats {retries_ok}/{retries} answered 200 with the same judgement"
+                    f"{'  [OK]' if lost == doubled == wrong_id == 0 and retries_ok == retries else '  [FAILED]'}\n"
+                    f"  submit by kind, all levels (n, p50/p99 ms): {kinds}"
+                )
             print(verdict, flush=True)
             verdicts.append(verdict)
             server.stop()
@@ -744,6 +936,8 @@ def main() -> None:
                 f"target: production, 16 labelers, think {think:g} s, {name} p99 < {TARGET_P99_MS:.0f} ms: "
                 f"{p99:.1f} ms {'met' if p99 < TARGET_P99_MS else 'NOT met'}"
             )
+    if "floor" in modes and "production" in modes:
+        print("\n".join(floor_lines(figures, thinks, levels)))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if notes:
         print("notes:\n  " + "\n  ".join(notes[:40]))

@@ -110,7 +110,11 @@ def atomic_output_dir(final: Path) -> Iterator[Path]:
 
 def linear_warmup_decay(step: int, total: int, warmup: int, peak: float) -> float:
     """Learning rate of optimisation step `step` (1-based): up in a line to `peak` over `warmup` steps, then down
-    in a line to `peak / (total - warmup)` on the last step (no step runs at a learning rate of 0)."""
+    in a line to `peak / (total - warmup)` on the last step (no step runs at a learning rate of 0).
+
+    >>> [linear_warmup_decay(step, total=5, warmup=1, peak=1.0) for step in range(1, 6)]
+    [1.0, 1.0, 0.75, 0.5, 0.25]
+    """
     if warmup > 0 and step <= warmup:
         return peak * step / warmup
     return peak * (total - step + 1) / max(1, total - warmup)
@@ -168,6 +172,9 @@ def split_groups(
     pairs, and a group keeps its side when other groups are added or removed: a prompt held out once stays held
     out as the data set grows. With two groups or more and `eval_share` > 0, at least one group lands on each side.
     Both lists keep the input order.
+
+    >>> split_groups(["a1", "a2", "b1", "c1", "d1"], 0.4, seed=1, key=lambda record: record[0])
+    (['b1', 'c1', 'd1'], ['a1', 'a2'])
     """
     if not 0 <= eval_share < 1:
         raise ValueError(f"eval_share must be in [0, 1), got {eval_share}")
@@ -215,8 +222,8 @@ def length_grouped_batches(
 @dataclass
 class FitResult:
     history: list[dict[str, Any]]
-    evaluation: dict[str, float] | None  # the last one
-    train_loss: float  # mean over the last epoch's examples
+    evaluation: dict[str, Any] | None  # the last one
+    train_loss: float  # mean over the last epoch's examples (weighted, when the examples have weights)
     steps: int
     examples: int  # examples seen, epochs counted
     train_seconds: float
@@ -228,19 +235,25 @@ def fit(
     lengths: Sequence[int],
     config: Any,
     step_loss: Callable[[list[int]], tuple[torch.Tensor, dict[str, float]]],
-    evaluate: Callable[[], dict[str, float]] | None = None,
+    evaluate: Callable[[], dict[str, Any]] | None = None,
     progress: ProgressFn | None = None,
     should_cancel: CancelFn | None = None,
     say: LogFn = lambda _line: None,
     unit: str = "examples",
+    weights: torch.Tensor | None = None,
+    eval_every: int = 0,
+    length_grouped: bool = True,
 ) -> FitResult:
-    """The epoch loop of the supervised trainers (SFT, DPO): `config.epochs` passes over `len(lengths)` examples in
-    length-grouped batches of `config.batch_size`; AdamW with `weight_decay`, linear warmup (`warmup_ratio`) and
-    decay from `learning_rate`, gradient clipping at `grad_clip` (0: off).
+    """The epoch loop of the trainers that pass over a data set (reward model, SFT, DPO): `config.epochs` passes over
+    `len(lengths)` examples in batches of `config.batch_size` (grouped by length unless `length_grouped` is false);
+    AdamW with `weight_decay`, linear warmup (`warmup_ratio`) and decay from `learning_rate`, gradient clipping at
+    `grad_clip` (0: off).
 
-    `step_loss(indices)` returns the batch's loss (to minimise, with its graph) and metrics to record with it;
-    `evaluate()` runs at each epoch's end and returns metrics named ``eval_*``. Cancellation is asked before every
-    step and raises `Cancelled`."""
+    `step_loss(indices)` returns the batch's loss (to minimise, with its graph) and metrics to record with it.
+    `evaluate()` runs at each epoch's end, and every `eval_every` steps too when that is above 0; it returns metrics
+    named ``eval_*``, of which the numbers go into the step's history row (all of the last evaluation is in the
+    result). The reported train loss is the mean of the last epoch's batch losses weighted by their examples, or by
+    the examples' `weights` when given. Cancellation is asked before every step and raises `Cancelled`."""
     steps_per_epoch = math.ceil(len(lengths) / config.batch_size)
     total = steps_per_epoch * config.epochs
     warmup = round(config.warmup_ratio * total)
@@ -258,8 +271,9 @@ def fit(
     train_seconds, train_loss = 0.0, float("nan")
     model.train()
     for _ in range(config.epochs):
-        epoch_loss, epoch_examples = 0.0, 0
-        for batch_index, batch in enumerate(length_grouped_batches(lengths, config.batch_size, rng)):
+        epoch_loss, epoch_weight = 0.0, 0.0
+        batches = length_grouped_batches(lengths, config.batch_size, rng, grouped=length_grouped)
+        for batch_index, batch in enumerate(batches):
             if should_cancel is not None and should_cancel():
                 say(f"cancelled before step {step + 1}/{total}")
                 raise Cancelled(f"cancelled before step {step + 1} of {total}")
@@ -276,14 +290,17 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             train_seconds += time.perf_counter() - started
             examples += len(batch)
-            epoch_loss += loss.item() * len(batch)
-            epoch_examples += len(batch)
+            batch_weight = float(weights[batch].sum()) if weights is not None else float(len(batch))
+            epoch_loss += loss.item() * batch_weight
+            epoch_weight += batch_weight
             row = {"loss": loss.item(), "lr": lr, **metrics}
-            if evaluate is not None and batch_index == steps_per_epoch - 1:
+            epoch_end = batch_index == steps_per_epoch - 1
+            if evaluate is not None and (epoch_end or (eval_every and step % eval_every == 0)):
                 evaluation = evaluate()
                 model.train()
-                row |= evaluation
-                say(f"eval at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in evaluation.items()))
+                numbers = {k: v for k, v in evaluation.items() if isinstance(v, int | float)}
+                row |= numbers
+                say(f"eval at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in numbers.items()))
             history.append({"step": step, **row})
             if progress is not None:
                 progress(Progress(step=step, total=total, epoch=step / steps_per_epoch, metrics=row))
@@ -292,5 +309,5 @@ def fit(
                     f"step {step}/{total} ({100 * step / total:.0f}%): loss {loss.item():.4f}, lr {lr:.2e}, "
                     f"{examples / train_seconds:.1f} {unit}/s"
                 )
-        train_loss = epoch_loss / max(1, epoch_examples)
+        train_loss = epoch_loss / epoch_weight
     return FitResult(history, evaluation, train_loss, total, examples, train_seconds)

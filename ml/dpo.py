@@ -35,7 +35,18 @@ def dpo_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The weighted DPO loss from each pair's log π/π_ref of the chosen and the rejected reply (summed over the
     reply's tokens), and the implicit rewards: ``chosen_reward`` = β·log-ratio of the chosen reply, and so on;
-    ``margin`` = chosen − rejected reward."""
+    ``margin`` = chosen − rejected reward.
+
+    At the start the policy is the reference, every log-ratio is 0 and the loss is log 2; it falls as the policy
+    raises the chosen reply's probability relative to the reference more than the rejected one's:
+
+    >>> loss, _ = dpo_loss(torch.zeros(4), torch.zeros(4), torch.ones(4), beta=0.1)
+    >>> loss
+    tensor(0.6931)
+    >>> loss, parts = dpo_loss(torch.tensor([4.0]), torch.tensor([-6.0]), torch.ones(1), beta=0.1)
+    >>> parts["margin"], loss  # β·(4 − (−6)) = 1, −log σ(1)
+    (tensor([1.]), tensor(0.3133))
+    """
     chosen_rewards = beta * chosen_logratios
     rejected_rewards = beta * rejected_logratios
     margin = chosen_rewards - rejected_rewards

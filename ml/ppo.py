@@ -83,7 +83,15 @@ def gae(
     rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *, gamma: float = 1.0, lam: float = 0.95
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Advantages A_t and returns G_t = A_t + V_t by generalised advantage estimation, backwards over each reply's
-    real tokens (the value after the last real token is 0: the episode ends there)."""
+    real tokens (the value after the last real token is 0: the episode ends there).
+
+    With γ = λ = 1 and a critic that predicts 0 everywhere, each token's advantage is the reward still to come:
+
+    >>> rewards, no_value, real = torch.tensor([[0.0, 0.5, 1.0]]), torch.zeros(1, 3), torch.ones(1, 3)
+    >>> advantages, returns = gae(rewards, no_value, real, gamma=1.0, lam=1.0)
+    >>> advantages
+    tensor([[1.5000, 1.5000, 1.0000]])
+    """
     advantages = torch.zeros_like(rewards)
     next_value = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
     next_advantage = torch.zeros_like(next_value)
@@ -102,7 +110,15 @@ def gae(
 def clipped_policy_loss(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """−L^CLIP over real tokens, and the clip fraction (share of tokens where the clipped term was chosen)."""
+    """−L^CLIP over real tokens, and the clip fraction (share of tokens where the clipped term was chosen).
+
+    With a positive advantage, a token whose probability ratio π/π_old rose past 1 + `clip` earns no more than
+    1 + `clip` (no incentive to move further), while one whose ratio fell keeps its full, lower value:
+
+    >>> ratios, ones = torch.tensor([[1.5, 0.5]]), torch.ones(1, 2)
+    >>> clipped_policy_loss(ratios.log(), torch.zeros(1, 2), advantages=ones, mask=ones, clip=0.2)
+    (tensor(-0.8500), tensor(0.5000))
+    """
     ratio = torch.exp(logprobs - old_logprobs)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages

@@ -2,21 +2,20 @@
 
 A reward model reads a prompt and a reply and returns one number; on a pair, the reply people preferred
 (``chosen``) should score above the other (``rejected``). `train_reward_model` takes plain `PairRecord`s and a
-`RewardConfig`, holds out whole prompts for evaluation (`split_by_group`), runs its own loop and writes a
-checkpoint that `RewardScorer` loads. Training and scoring build their inputs with the same `encode`.
+`RewardConfig`, holds out whole prompts for evaluation (`split_by_group`), trains on the shared epoch loop
+(`common.fit`, as SFT and DPO do) and writes a checkpoint that `RewardScorer` loads. Training and scoring build
+their inputs with the same `encode`.
 
-The loop is plain PyTorch: one forward over a batch laid out ``[chosen; rejected]``, AdamW, linear warmup and
-decay (`linear_warmup_decay`), gradient clipping, bf16 autocast on CUDA (fp32 on the CPU). Batches are grouped by
-length (`length_grouped_batches`) and padded to their own longest sequence (`pad_batch`), so little of the
-compute goes to padding; evaluation runs in eval mode under `torch.inference_mode`.
+Each step is one forward over a batch laid out ``[chosen; rejected]`` under bf16 autocast on CUDA (fp32 on the
+CPU); the loop brings AdamW, linear warmup and decay (`linear_warmup_decay`) and gradient clipping. Batches are
+grouped by length (`length_grouped_batches`) and padded to their own longest sequence (`pad_batch`), so little of
+the compute goes to padding; evaluation runs in eval mode under `torch.inference_mode`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,16 +28,12 @@ from torch import nn
 
 from ml.common import (
     CancelFn,
-    Cancelled,
     LogFn,
-    Progress,
     ProgressFn,
     TrainResult,
     atomic_output_dir,
     autocast,
-    decay_groups,
-    length_grouped_batches,
-    linear_warmup_decay,
+    fit,
     pick_device,
     pick_dtype,
     quiet_transformers,
@@ -46,6 +41,8 @@ from ml.common import (
     split_groups,
     to_device,
 )
+from ml.common import length_grouped_batches as length_grouped_batches  # re-exported: the loop's pieces
+from ml.common import linear_warmup_decay as linear_warmup_decay
 from ml.config import EMBEDDED_BACKBONE, PairRecord, RewardConfig
 
 CHECKPOINT_FILE = "rewardlab_reward.json"
@@ -104,7 +101,16 @@ def bradley_terry_loss(
 ) -> torch.Tensor:
     """Weighted mean of ``-log σ(r⁺ − r⁻ − m)``: ``Σ w·(−log σ(r⁺ − r⁻ − m)) / Σ w``.
 
-    A config without margins passes zeros for `margin`.
+    A config without margins passes zeros for `margin`. A model that cannot tell the replies apart pays log 2; the
+    loss falls as the chosen reply's reward pulls ahead, and a margin asks for that much more of a lead:
+
+    >>> no_margin, one_pair = torch.zeros(1), torch.ones(1)
+    >>> bradley_terry_loss(torch.tensor([1.0]), torch.tensor([1.0]), no_margin, one_pair)  # log 2
+    tensor(0.6931)
+    >>> bradley_terry_loss(torch.tensor([3.0]), torch.tensor([1.0]), no_margin, one_pair)  # −log σ(2)
+    tensor(0.1269)
+    >>> bradley_terry_loss(torch.tensor([3.0]), torch.tensor([1.0]), torch.tensor([2.0]), one_pair)
+    tensor(0.6931)
     """
     per_pair = -F.logsigmoid(chosen_rewards - rejected_rewards - margin)
     return (weight * per_pair).sum() / weight.sum()
@@ -332,36 +338,19 @@ def _evaluate(model: Any, pairs: _EncodedPairs, config: RewardConfig, **device_k
     return preference_metrics(rewards[:n], rewards[n:], pairs.margin, pairs.weight, pairs.kinds)
 
 
-def _train_step(
-    model: Any,
-    optimizer: torch.optim.Optimizer,
-    pairs: _EncodedPairs,
-    batch: list[int],
-    *,
-    lr: float,
-    grad_clip: float,
-    pad_token_id: int,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> float:
-    """One optimisation step on the pairs `batch` indexes: one forward over ``[chosen; rejected]``, padded to the
-    batch's longest sequence. Returns the step's loss."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+def _step_loss(
+    model: Any, pairs: _EncodedPairs, batch: list[int], *, pad_token_id: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """The loss of the pairs `batch` indexes, with its graph: one forward over ``[chosen; rejected]``, padded to the
+    batch's longest sequence."""
     features = [pairs.chosen[i] for i in batch] + [pairs.rejected[i] for i in batch]
     inputs = to_device(pad_batch(features, pad_token_id), device)
     with autocast(device, dtype):
         logits = model(**inputs).logits
     chosen_rewards, rejected_rewards = logits.squeeze(-1).float().split(len(batch))
-    loss = bradley_terry_loss(
+    return bradley_terry_loss(
         chosen_rewards, rejected_rewards, pairs.margin[batch].to(device), pairs.weight[batch].to(device)
     )
-    loss.backward()
-    if grad_clip > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss.item()
 
 
 def train_reward_model(
@@ -411,68 +400,28 @@ def train_reward_model(
     if limit is not None and config.max_length > limit:
         raise ValueError(f"max_length must be <= {limit} for {config.base_model}, got {config.max_length}")
     model.to(device)
-    model.train()
     device_kw = {"pad_token_id": tokenizer.pad_token_id, "device": device, "dtype": dtype}
     train_pairs = _EncodedPairs.build(tokenizer, train, config)
     eval_pairs = _EncodedPairs.build(tokenizer, held_out, config) if held_out else None
-    lengths = train_pairs.lengths()
-
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    total = steps_per_epoch * config.epochs
-    warmup = round(config.warmup_ratio * total)
-    optimizer = torch.optim.AdamW(
-        decay_groups(model, config.weight_decay), lr=config.learning_rate, fused=device.type in ("cuda", "cpu")
+    fitted = fit(
+        model=model,
+        lengths=train_pairs.lengths(),
+        config=config,
+        step_loss=lambda batch: (_step_loss(model, train_pairs, batch, **device_kw), {}),
+        evaluate=(lambda: _evaluate(model, eval_pairs, config, **device_kw)) if eval_pairs is not None else None,
+        progress=progress,
+        should_cancel=should_cancel,
+        say=say,
+        unit="pairs",
+        weights=train_pairs.weight,
+        eval_every=config.eval_every,
+        length_grouped=config.length_grouped,
     )
-    batch_rng = random.Random(config.seed)
-    log_every = max(1, round(total / 10))
-    say(f"{total} steps ({config.epochs} epoch(s) of {steps_per_epoch}), warmup {warmup}")
-
-    history: list[dict[str, Any]] = []
-    evaluation: dict[str, Any] | None = None
-    train_loss = float("nan")
-    train_seconds = 0.0
-    step = pairs_done = 0
-    for _ in range(config.epochs):
-        epoch_loss, epoch_weight = 0.0, 0.0
-        for batch_index, batch in enumerate(
-            length_grouped_batches(lengths, config.batch_size, batch_rng, grouped=config.length_grouped)
-        ):
-            if should_cancel is not None and should_cancel():
-                say(f"cancelled before step {step + 1}/{total}")
-                raise Cancelled(f"cancelled before step {step + 1} of {total}")
-            started = time.perf_counter()
-            step += 1
-            lr = linear_warmup_decay(step, total, warmup, config.learning_rate)
-            loss = _train_step(model, optimizer, train_pairs, batch, lr=lr, grad_clip=config.grad_clip, **device_kw)
-            train_seconds += time.perf_counter() - started
-            pairs_done += len(batch)
-            batch_weight = float(train_pairs.weight[batch].sum())
-            epoch_loss += loss * batch_weight
-            epoch_weight += batch_weight
-
-            step_metrics = {"loss": loss, "lr": lr}
-            epoch_end = batch_index == steps_per_epoch - 1
-            if eval_pairs is not None and (epoch_end or (config.eval_every and step % config.eval_every == 0)):
-                evaluation = _evaluate(model, eval_pairs, config, **device_kw)
-                step_metrics |= {key: evaluation[key] for key in ("eval_accuracy", "eval_loss")}
-                say(
-                    f"eval at step {step}: accuracy {evaluation['eval_accuracy']:.4f}, "
-                    f"loss {evaluation['eval_loss']:.4f}"
-                )
-            history.append({"step": step, **step_metrics})
-            if progress is not None:
-                progress(Progress(step=step, total=total, epoch=step / steps_per_epoch, metrics=step_metrics))
-            if step % log_every == 0 or step == total:
-                say(
-                    f"step {step}/{total} ({100 * step / total:.0f}%): loss {loss:.4f}, lr {lr:.2e}, "
-                    f"{pairs_done / train_seconds:.1f} pairs/s"
-                )
-        train_loss = epoch_loss / epoch_weight
-
+    evaluation = fitted.evaluation
     metrics = {
         "eval_accuracy": evaluation["eval_accuracy"] if evaluation else None,
         "eval_loss": evaluation["eval_loss"] if evaluation else None,
-        "train_loss": train_loss,
+        "train_loss": fitted.train_loss,
         "accuracy_by_kind": evaluation["accuracy_by_kind"] if evaluation else {},
         "calibration": evaluation["calibration"] if evaluation else None,
         "train_pairs": len(train),
@@ -481,9 +430,9 @@ def train_reward_model(
         "eval_groups": eval_groups,
         "pairs_by_kind": dict(sorted(Counter(r.kind for r in records).items())),
         "pairs_by_source": dict(sorted(Counter(r.source for r in records).items())),
-        "steps": total,
-        "train_seconds": train_seconds,
-        "train_pairs_per_second": pairs_done / train_seconds if train_seconds else 0.0,
+        "steps": fitted.steps,
+        "train_seconds": fitted.train_seconds,
+        "train_pairs_per_second": fitted.examples / fitted.train_seconds if fitted.train_seconds else 0.0,
     }
     with atomic_output_dir(output_dir) as tmp, quiet_transformers():
         model.save_pretrained(tmp)
@@ -491,7 +440,7 @@ def train_reward_model(
         meta = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "metrics": metrics}
         (tmp / CHECKPOINT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     say(f"saved reward model to {output_dir}")
-    return RewardResult(checkpoint=output_dir, metrics=metrics, history=history)
+    return RewardResult(checkpoint=output_dir, metrics=metrics, history=fitted.history)
 
 
 # --- scoring ----------------------------------------------------------------------------------------------------

@@ -30,7 +30,13 @@ from ml.config import ChatRecord, SFTConfig
 
 
 def completion_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood over the reply tokens (`mask` 1) of the batch."""
+    """Mean negative log-likelihood over the reply tokens (`mask` 1) of the batch: every reply token counts once,
+    however the tokens are spread over the rows, and the prompt's tokens (and padding) not at all.
+
+    >>> logprobs = torch.tensor([[-9.0, -1.0, -3.0], [-7.0, -2.0, -5.0]])
+    >>> completion_loss(logprobs, torch.tensor([[0, 1, 1], [0, 1, 0]]))  # (1 + 3 + 2) / 3
+    tensor(2.)
+    """
     mask = mask.to(logprobs.dtype)
     return -(logprobs * mask).sum() / mask.sum().clamp(min=1)
 

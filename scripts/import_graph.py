@@ -136,7 +136,7 @@ def main(argv: list[str]) -> int:
         for source in sorted(edges):
             print(f"{source} -> {', '.join(sorted(edges[source])) or '(none of ours)'}")
         return 0
-    print("Package imports (number of importing modules):")
+    print("Imports across packages (module -> module):")
     counts = package_edges(edges)
     for source in PACKAGES:
         for target, n in sorted(counts[source].items()):

@@ -135,21 +135,11 @@ def _stage_start(cycle: RetrainCycle) -> None:
     owner = cycle.started_by
     try:
         with transaction.atomic():
-            if kind == RunKind.REWARD:
-                run = services.run_start_reward(project=project, config=config, created_by=owner)
-            elif kind == RunKind.SFT:
-                base = services.serving_policy(project)
-                run = services.run_start_sft(project=project, config=config, created_by=owner, base_version=base)
-            elif kind == RunKind.PPO:
-                base = services.serving_policy(project)
-                run = services.run_start_ppo(project=project, config=config, created_by=owner, base_version=base)
-            elif kind == RunKind.DPO:
-                base = services.serving_policy(project)
-                run = services.run_start_dpo(project=project, config=config, created_by=owner, base_version=base)
-            elif kind == RunKind.SAMPLE:
-                run = services.run_start_sample(project=project, config=config, created_by=owner)
-            else:
+            if kind not in services.RUN_INPUTS:
                 raise services.RunError(f"unknown stage {kind!r}")
+            # A cycle's policy runs go on from the serving policy; sampling takes it by default.
+            base = services.serving_policy(project) if kind in (RunKind.SFT, RunKind.PPO, RunKind.DPO) else None
+            run = services.run_start(kind=kind, project=project, config=config, created_by=owner, base_version=base)
             TrainingRun.objects.filter(pk=run.pk).update(cycle=cycle)
     except services.RunError as error:
         _cycle_finish(cycle, CycleStatus.FAILED, error=f"The {_stage_label(kind)} stage could not start: {error}")

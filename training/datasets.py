@@ -1,7 +1,10 @@
-"""The one bridge from database rows to plain training records (no torch here).
+"""The one bridge from database rows to plain records the `ml` code takes (no torch here): training records from a
+frozen snapshot, prompts to sample, candidates to score, chat turns to answer. Nothing else in the training app turns
+rows into model inputs.
 
 A reward-model run reads its frozen snapshot through the same code as the export, so what a researcher downloads
-and what the trainer sees are the same pairs, prompts rendered the same way (TRL's standard format)."""
+and what the trainer sees are the same pairs, prompts rendered the same way (TRL's standard format); the reward
+model scores new replies with their prompts rendered the same way again (`reward_prompt`)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,9 @@ from datetime import datetime
 
 from django.db.models import Max, Min
 
-from annotate import exports
-from annotate.models import Comparison, Demonstration, ImportSource, Project, Ranking
-from training.models import DatasetSnapshot
+from annotate import chat, exports
+from annotate.models import ChatTurn, Comparison, Demonstration, ImportSource, Message, Project, Ranking
+from training.models import DatasetSnapshot, ModelVersion
 
 # What a reward model trains on: every preference pair, standard prompts, ties dropped (a tie carries no
 # direction for the Bradley–Terry loss), the comparison's strength as margin, 1/pairs weights for rankings.
@@ -161,3 +164,71 @@ def policy_data_summary(project: Project, *, with_pairs: bool = True) -> PolicyD
         prompts=len(exports.prompt_anchor_ids(project, PROMPT_DATASET)),
         preference_pairs=preference_summary(project).pairs if with_pairs else 0,
     )
+
+
+# --- what the models read outside training runs: prompts to sample, replies to score, chat turns to answer --------
+
+
+def reward_prompt(turns: list[dict]) -> str:
+    """A conversation as the reward model reads it: TRL's standard prompt, as in its training pairs."""
+    return exports.standard_prompt(turns)
+
+
+@dataclass(frozen=True)
+class PromptToSample:
+    """A prompt a sampling run writes new candidates for: the turns the policy answers, the prompt the reward model
+    reads, and the replies it has already (not to be written again)."""
+
+    anchor_id: int
+    turns: list[dict]
+    reward_prompt: str
+    existing: list[str]
+
+
+def prompts_to_sample(anchor_ids: list[int]) -> list[PromptToSample]:
+    """The prompts ending in these messages, in that order, with the replies each has already."""
+    conversations = exports.Conversations()
+    conversations.load(anchor_ids)
+    existing: dict[int, list[str]] = {}
+    replies = Message.objects.filter(parent_id__in=anchor_ids, role="assistant").order_by("pk")
+    for parent, text in replies.values_list("parent", "text"):
+        existing.setdefault(parent, []).append(text)
+    prompts = []
+    for anchor in anchor_ids:
+        turns = conversations.prompt(anchor, "conversational")
+        prompts.append(PromptToSample(anchor, turns, reward_prompt(turns), existing.get(anchor, [])))
+    return prompts
+
+
+@dataclass(frozen=True)
+class ReplyToScore:
+    """A candidate reply the reward model scores: its message id, its prompt (standard) and its text."""
+
+    message_id: int
+    prompt: str
+    reply: str
+
+
+def replies_to_score(version: ModelVersion, *, batch_size: int = 256) -> Iterator[list[ReplyToScore]]:
+    """The project's candidate replies that `version` has not scored yet, in batches, oldest first. The caller stores
+    each batch's scores before asking for the next (a stored score takes a reply out of the next batch)."""
+    todo = (
+        Message.objects.filter(project_id=version.project_id, candidate_in_tasks__isnull=False)
+        .exclude(reward_scores__model_version=version)
+        .values_list("pk", "parent_id")
+        .distinct()
+        .order_by("pk")
+    )
+    conversations = exports.Conversations()
+    while batch := list(todo[:batch_size]):
+        conversations.load([m for pair in batch for m in pair])
+        yield [
+            ReplyToScore(message, conversations.prompt(parent, "standard"), conversations.text(message))
+            for message, parent in batch
+        ]
+
+
+def chat_turns(turn: ChatTurn) -> list[dict[str, str]]:
+    """The conversation a live-chat turn answers, root first, as role/content turns for the policy's template."""
+    return chat.turn_conversation(turn)
+

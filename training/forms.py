@@ -2,31 +2,85 @@ import json
 
 from django import forms
 from django.conf import settings
+from django.core import validators
 
 from annotate.models import Project
-from ml.config import DPOConfig, PPOConfig, RewardConfig, SampleConfig, SFTConfig
+from ml.config import DPOConfig, PPOConfig, RewardConfig, SampleConfig, SFTConfig, config_fields
 from training import services
 from training.models import ModelKind, ModelVersion
 
 
-class RewardRunForm(forms.Form):
-    """The reward-model run's config as an admin adjusts it; the trainer's config class checks it again."""
+class GreaterThanValidator(validators.BaseValidator):
+    message = "Ensure this value is greater than %(limit_value)s."
+    code = "greater_than"
 
-    base_model = forms.CharField(
-        max_length=500,
-        help_text="embedded:all-MiniLM-L6-v2 (shipped, offline), or any Hugging Face sequence-classification "
-        "model name or local path.",
-    )
-    max_length = forms.IntegerField(min_value=16, max_value=8192, help_text="Tokens of prompt + reply.")
-    batch_size = forms.IntegerField(min_value=1, max_value=1024, help_text="Pairs per step.")
-    learning_rate = forms.FloatField(min_value=1e-8, max_value=1.0)
-    epochs = forms.IntegerField(min_value=1, max_value=100)
-    eval_share = forms.FloatField(
-        min_value=0.0, max_value=0.5, label="Held-out share", help_text="Of prompts, kept out of training."
-    )
-    use_margin = forms.BooleanField(
-        required=False, label="Use margins", help_text="A stronger A/B preference asks for a larger score gap."
-    )
+    def compare(self, a, b) -> bool:
+        return a <= b
+
+
+class LessThanValidator(validators.BaseValidator):
+    message = "Ensure this value is less than %(limit_value)s."
+    code = "less_than"
+
+    def compare(self, a, b) -> bool:
+        return a >= b
+
+
+def config_field(config_class: type, name: str, **options) -> forms.Field:
+    """The form field for field `name` of a config dataclass: its type, help text and bounds (``min``/``max``
+    inclusive, ``gt``/``lt`` exclusive) come from the dataclass field (`ml.config.config_fields`); `options` (a
+    label, say) go to the form field as well."""
+    spec = config_fields(config_class)[name]
+    options = {"help_text": spec.help, **options}
+    if spec.type is bool:
+        return forms.BooleanField(required=False, **options)
+    if spec.type is str:
+        return forms.CharField(**options)
+    bounds = spec.bounds
+    limits = [GreaterThanValidator(bounds["gt"])] if "gt" in bounds else []
+    limits += [LessThanValidator(bounds["lt"])] if "lt" in bounds else []
+    field_class = forms.IntegerField if spec.type is int else forms.FloatField
+    return field_class(min_value=bounds.get("min"), max_value=bounds.get("max"), validators=limits, **options)
+
+
+class RunForm(forms.Form):
+    """A run's form: fields of the kind's config dataclass (`config_field`) and the inputs it takes besides
+    (`links`). Once every field is valid, the config class checks the whole config as the trainer will (fields
+    that depend on each other included), so the page accepts the runs the API and the trainer accept."""
+
+    CONFIG_CLASS: type
+
+    def config(self) -> dict:
+        """The config fields of the cleaned data: what `services.run_start` takes as `config`."""
+        names = config_fields(self.CONFIG_CLASS)
+        return {name: value for name, value in self.cleaned_data.items() if name in names}
+
+    def links(self) -> dict:
+        """The run's inputs besides its config: `services.run_start`'s other keyword arguments."""
+        return {}
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not self.errors:
+            try:
+                self.CONFIG_CLASS.from_dict(self.config())
+            except ValueError as error:
+                field = getattr(error, "field", "")
+                self.add_error(field if field in self.fields else None, str(error))
+        return cleaned
+
+
+class RewardRunForm(RunForm):
+    """The reward-model run's config as an admin adjusts it, and which judgements it trains on."""
+
+    CONFIG_CLASS = RewardConfig
+    base_model = config_field(RewardConfig, "base_model", max_length=500)  # a model version's base_model column
+    max_length = config_field(RewardConfig, "max_length")
+    batch_size = config_field(RewardConfig, "batch_size")
+    learning_rate = config_field(RewardConfig, "learning_rate")
+    epochs = config_field(RewardConfig, "epochs")
+    eval_share = config_field(RewardConfig, "eval_share", label="Held-out share")
+    use_margin = config_field(RewardConfig, "use_margin", label="Use margins")
     imported = forms.ChoiceField(
         choices=[
             ("include", "Included, beside the labelers' judgements"),
@@ -41,15 +95,17 @@ class RewardRunForm(forms.Form):
     def clean_imported(self) -> str:
         return self.cleaned_data["imported"] or "include"
 
+    def links(self) -> dict:
+        return {"imported": self.cleaned_data["imported"]}
+
     @classmethod
     def defaults(cls) -> dict:
         config = RewardConfig(base_model=settings.REWARDLAB_REWARD_BASE_MODEL)
         return {name: getattr(config, name) for name in cls.base_fields if name != "imported"} | {"imported": "include"}
 
 
-class PolicyRunForm(forms.Form):
-    """What every policy run's form has: where the policy starts, and LoRA. The trainer's config class checks the
-    values again (the form only keeps them in sane ranges)."""
+class PolicyRunForm(RunForm):
+    """What every policy run's form has: where the policy starts, and LoRA."""
 
     CONFIG_CLASS: type = SFTConfig
     base_version = forms.ModelChoiceField(
@@ -58,17 +114,8 @@ class PolicyRunForm(forms.Form):
         label="Start from policy version",
         help_text="A policy this project trained; empty: the base model below.",
     )
-    base_model = forms.CharField(
-        max_length=500,
-        help_text="embedded:tiny-gpt2 (a small GPT-2 built from the project's own text, offline), or any Hugging Face "
-        "causal LM name or local path.",
-    )
-    lora_r = forms.IntegerField(
-        min_value=0,
-        max_value=1024,
-        label="LoRA rank",
-        help_text="0 trains every weight; 8–64 trains LoRA adapters only (large models), merged on save.",
-    )
+    base_model = config_field(SFTConfig, "base_model", max_length=500)
+    lora_r = config_field(SFTConfig, "lora_r", label="LoRA rank")
 
     def __init__(self, *args, project, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -85,37 +132,28 @@ class PolicyRunForm(forms.Form):
             initial["base_version"] = services.newest_sft_policy(project)
         return initial
 
-    def config(self) -> dict:
-        return {k: v for k, v in self.cleaned_data.items() if k not in ("base_version", "reward_version")}
-
     def links(self) -> dict:
         return {"base_version": self.cleaned_data.get("base_version")}
 
 
 class SFTRunForm(PolicyRunForm):
     CONFIG_CLASS = SFTConfig
-    max_length = forms.IntegerField(min_value=16, max_value=32768, help_text="Tokens of conversation + reply.")
-    batch_size = forms.IntegerField(min_value=1, max_value=1024, help_text="Demonstrations per step.")
-    learning_rate = forms.FloatField(min_value=1e-8, max_value=1.0)
-    epochs = forms.IntegerField(min_value=1, max_value=100)
-    eval_share = forms.FloatField(
-        min_value=0.0, max_value=0.5, label="Held-out share", help_text="Of conversations, kept out of training."
-    )
+    max_length = config_field(SFTConfig, "max_length")
+    batch_size = config_field(SFTConfig, "batch_size")
+    learning_rate = config_field(SFTConfig, "learning_rate")
+    epochs = config_field(SFTConfig, "epochs")
+    eval_share = config_field(SFTConfig, "eval_share", label="Held-out share")
 
 
 class DPORunForm(PolicyRunForm):
     CONFIG_CLASS = DPOConfig
-    beta = forms.FloatField(
-        min_value=1e-4, max_value=10.0, label="β", help_text="Strength of the pull toward the reference policy."
-    )
-    max_length = forms.IntegerField(min_value=16, max_value=32768, help_text="Tokens of conversation + reply.")
-    max_prompt_length = forms.IntegerField(min_value=8, max_value=32768, help_text="Tokens kept of the conversation.")
-    batch_size = forms.IntegerField(min_value=1, max_value=1024, help_text="Pairs per step.")
-    learning_rate = forms.FloatField(min_value=1e-8, max_value=1.0)
-    epochs = forms.IntegerField(min_value=1, max_value=100)
-    eval_share = forms.FloatField(
-        min_value=0.0, max_value=0.5, label="Held-out share", help_text="Of conversations, kept out of training."
-    )
+    beta = config_field(DPOConfig, "beta", label="β")
+    max_length = config_field(DPOConfig, "max_length")
+    max_prompt_length = config_field(DPOConfig, "max_prompt_length")
+    batch_size = config_field(DPOConfig, "batch_size")
+    learning_rate = config_field(DPOConfig, "learning_rate")
+    epochs = config_field(DPOConfig, "epochs")
+    eval_share = config_field(DPOConfig, "eval_share", label="Held-out share")
 
 
 class PPORunForm(PolicyRunForm):
@@ -126,21 +164,17 @@ class PPORunForm(PolicyRunForm):
         label="Reward model",
         help_text="Empty: the one serving now.",
     )
-    steps = forms.IntegerField(min_value=1, max_value=100_000, help_text="Each samples one batch of replies.")
-    batch_size = forms.IntegerField(min_value=1, max_value=4096, help_text="Prompts (replies) per step.")
-    mini_batch_size = forms.IntegerField(min_value=1, max_value=4096, help_text="Replies per gradient step.")
-    ppo_epochs = forms.IntegerField(min_value=1, max_value=64, label="PPO epochs", help_text="Passes over each batch.")
-    learning_rate = forms.FloatField(min_value=1e-9, max_value=1.0)
-    max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, help_text="Longest reply sampled.")
-    temperature = forms.FloatField(min_value=0.01, max_value=5.0)
-    init_kl_coef = forms.FloatField(
-        min_value=0.0, max_value=10.0, label="KL coefficient β", help_text="Per-token penalty on log π/π_SFT."
-    )
-    target_kl = forms.FloatField(
-        min_value=0.0, max_value=1000.0, label="Target KL", help_text="Nats per reply β adapts toward; 0 keeps β fixed."
-    )
-    cliprange = forms.FloatField(min_value=0.01, max_value=1.0, label="Clip range ε")
-    vf_coef = forms.FloatField(min_value=0.0, max_value=10.0, label="Value loss weight")
+    steps = config_field(PPOConfig, "steps")
+    batch_size = config_field(PPOConfig, "batch_size")
+    mini_batch_size = config_field(PPOConfig, "mini_batch_size")
+    ppo_epochs = config_field(PPOConfig, "ppo_epochs", label="PPO epochs")
+    learning_rate = config_field(PPOConfig, "learning_rate")
+    max_new_tokens = config_field(PPOConfig, "max_new_tokens")
+    temperature = config_field(PPOConfig, "temperature")
+    init_kl_coef = config_field(PPOConfig, "init_kl_coef", label="KL coefficient β")
+    target_kl = config_field(PPOConfig, "target_kl", label="Target KL")
+    cliprange = config_field(PPOConfig, "cliprange", label="Clip range ε")
+    vf_coef = config_field(PPOConfig, "vf_coef", label="Value loss weight")
 
     def __init__(self, *args, project, **kwargs) -> None:
         super().__init__(*args, project=project, **kwargs)
@@ -162,16 +196,14 @@ class SampleRunForm(PolicyRunForm):
         label="Head-to-head against",
         help_text="Empty: the policy that served before this one.",
     )
-    prompts = forms.IntegerField(min_value=1, max_value=100_000, help_text="At most this many prompts, neediest first.")
-    replies_per_prompt = forms.IntegerField(min_value=1, max_value=32, label="Replies per prompt (K)")
-    max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, help_text="Longest reply sampled.")
-    temperature = forms.FloatField(min_value=0.01, max_value=5.0)
-    top_p = forms.FloatField(min_value=0.01, max_value=1.0, label="Top-p")
-    rank = forms.BooleanField(required=False, label="Ranking tasks", help_text="The K replies, ranked best to worst.")
-    compare = forms.BooleanField(required=False, label="A/B tasks", help_text="The K replies in disjoint pairs.")
-    compare_previous = forms.BooleanField(
-        required=False, label="Head-to-head", help_text="One reply of the earlier policy against one of this one."
-    )
+    prompts = config_field(SampleConfig, "prompts")
+    replies_per_prompt = config_field(SampleConfig, "replies_per_prompt", label="Replies per prompt (K)")
+    max_new_tokens = config_field(SampleConfig, "max_new_tokens")
+    temperature = config_field(SampleConfig, "temperature")
+    top_p = config_field(SampleConfig, "top_p", label="Top-p")
+    rank = config_field(SampleConfig, "rank", label="Ranking tasks")
+    compare = config_field(SampleConfig, "compare", label="A/B tasks")
+    compare_previous = config_field(SampleConfig, "compare_previous", label="Head-to-head")
 
     def __init__(self, *args, project, **kwargs) -> None:
         super().__init__(*args, project=project, **kwargs)
@@ -186,9 +218,6 @@ class SampleRunForm(PolicyRunForm):
         initial = {name: getattr(config, name) for name in cls.base_fields if hasattr(config, name)}
         initial["base_version"] = services.serving_policy(project)
         return initial
-
-    def config(self) -> dict:
-        return {k: v for k, v in self.cleaned_data.items() if k not in ("base_version", "opponent_version")}
 
     def links(self) -> dict:
         return {name: self.cleaned_data.get(name) for name in ("base_version", "opponent_version")}

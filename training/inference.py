@@ -18,7 +18,7 @@ from django.conf import settings
 from annotate import chat
 from annotate.models import ChatOpponent
 from ml.config import SampleConfig
-from training import services
+from training import datasets, services
 from training.models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def generate_turn(turn_id: int) -> str:
         if project.chat_opponent == ChatOpponent.PREVIOUS:
             opponent = services.previous_policy(project, serving) or serving
         config = chat_config(project, seed=(turn.pk * 7919 + turn.attempts) % 2**31)
-        turns = chat.turn_conversation(turn)
+        turns = datasets.chat_turns(turn)
         if opponent.pk == serving.pk:
             texts = _write(serving, turns, config, 2, [])
             written = [(text, serving) for text in texts]

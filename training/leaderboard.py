@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ml import statistics
+
 if TYPE_CHECKING:
     from training.charts import IntervalPlot
 
@@ -57,8 +59,8 @@ ROUNDS = 1000
 LEVEL = 0.95
 
 _OUTCOME_INDEX = {A_WINS: 0, B_WINS: 1, TIE: 2}
-# Share of a battle won by the first model of its pair, per outcome index (first won, second won, tie).
-_FIRST_SCORE = np.array([1.0, 0.0, 0.5])
+# The fit's outcome column (first won, tie, second won) of each outcome index (first won, second won, tie).
+_OUTCOME_COLUMN = np.array([statistics.FIRST, statistics.SECOND, statistics.TIE])
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,7 @@ def fit_bradley_terry(
     """Maximum-likelihood Bradley–Terry ratings on the Elo scale, one per model in `counts.models` order: rating
     differences are `scale`·log_base of the odds, the ratings average `init_rating`, and a tie is half a win for
     each side. The `ridge` keeps every rating finite, an undefeated model's too (see the module docstring)."""
-    weights = counts.count.astype(float)[None, :]
-    strengths = _newton(counts, weights, ridge=ridge, start=np.zeros((1, len(counts.models))))[0]
+    strengths = _fit(counts, counts.count.astype(float)[None, :], ridge=ridge)[0]
     return init_rating + scale / math.log(base) * strengths
 
 
@@ -202,8 +203,8 @@ def bootstrap_ratings(
         return np.empty((0, n_models))
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(total, counts.count / total, size=rounds).astype(float)
-    full = _newton(counts, counts.count.astype(float)[None, :], ridge=ridge, start=np.zeros((1, n_models)))
-    strengths = _newton(counts, draws, ridge=ridge, start=np.repeat(full, rounds, axis=0))
+    full = _fit(counts, counts.count.astype(float)[None, :], ridge=ridge)
+    strengths = _fit(counts, draws, ridge=ridge, start=np.repeat(full, rounds, axis=0))
     ratings = init_rating + scale / math.log(base) * strengths
     played = np.zeros((rounds, n_models))
     np.add.at(played.T, counts.first, draws.T)
@@ -274,57 +275,11 @@ def leaderboard(
 # --- the fit --------------------------------------------------------------------------------------------------
 
 
-def _objective(counts: BattleCounts, won: np.ndarray, lost: np.ndarray, beta: np.ndarray, ridge: float) -> np.ndarray:
-    """Penalised negative log-likelihood per batch row: −Σ [won·log σ(d) + lost·log σ(−d)] + ridge/2·Σβ²."""
-    d = beta[:, counts.first] - beta[:, counts.second]
-    return (won * np.logaddexp(0.0, -d) + lost * np.logaddexp(0.0, d)).sum(axis=1) + ridge / 2 * (beta**2).sum(axis=1)
-
-
-def _newton(
-    counts: BattleCounts,
-    weights: np.ndarray,
-    *,
-    ridge: float,
-    start: np.ndarray,
-    tol: float = 1e-10,
-    max_steps: int = 100,
-) -> np.ndarray:
-    """Strengths (natural log-odds) maximising the penalised likelihood, for a batch of weightings of the battle
-    kinds at once: `weights` has shape (batch, kinds), `start` (batch, models). Newton steps on the strictly
-    convex objective, each halved until it decreases the objective (a plain Newton step overshoots when a model
-    is undefeated)."""
-    if ridge <= 0:
-        raise ValueError("The ridge must be positive: it keeps the fit unique and finite.")
-    n_models = start.shape[1]
-    share = _FIRST_SCORE[counts.outcome]
-    won, lost = weights * share, weights * (1 - share)  # (batch, kinds): the first model's wins, its losses
-    incidence = np.zeros((len(counts.first), n_models))  # d = incidence @ β
-    incidence[np.arange(len(counts.first)), counts.first] = 1.0
-    incidence[np.arange(len(counts.first)), counts.second] = -1.0
-    beta = start.astype(float).copy()
-    value = _objective(counts, won, lost, beta, ridge)
-    eye = np.eye(n_models)
-    active = np.arange(len(beta))  # rows still moving
-    for _ in range(max_steps):
-        b, w, n = beta[active], won[active], won[active] + lost[active]
-        p = 0.5 + 0.5 * np.tanh(0.5 * (b @ incidence.T))  # σ(d) = P(first beats second), (rows, kinds)
-        gradient = (n * p - w) @ incidence + ridge * b  # of the objective
-        curvature = n * p * (1 - p)
-        hessian = np.einsum("tm,rt,tn->rmn", incidence, curvature, incidence) + ridge * eye
-        step = np.linalg.solve(hessian, gradient[..., None])[..., 0]
-        moving = np.max(np.abs(step), axis=1) >= tol
-        size = np.ones(len(b))
-        for _ in range(60):
-            trial = b - size[:, None] * step
-            trial_value = _objective(counts, w, n - w, trial, ridge)
-            worse = moving & (trial_value > value[active] + 1e-12 * np.abs(value[active]))
-            if not worse.any():
-                break
-            size[worse] /= 2
-        moving &= ~worse  # a step that cannot decrease the objective any more: converged as far as floats go
-        beta[active[moving]] = trial[moving]
-        value[active[moving]] = trial_value[moving]
-        active = active[moving]
-        if not len(active):
-            break
-    return beta - beta.mean(axis=1, keepdims=True)
+def _fit(counts: BattleCounts, weights: np.ndarray, *, ridge: float, start: np.ndarray | None = None) -> np.ndarray:
+    """Strengths (natural log-odds, centred) for a batch of weightings of the battle kinds, `weights` (batch, kinds):
+    the project's one Bradley–Terry fit (`ml.statistics`), a tie as half a win for each side."""
+    by_outcome = np.zeros((len(weights), len(counts.count), 3))
+    by_outcome[:, np.arange(len(counts.count)), _OUTCOME_COLUMN[counts.outcome]] = weights
+    return statistics.fit_counts(
+        len(counts.models), counts.first, counts.second, by_outcome, ties="half", ridge=ridge, start=start
+    ).strengths

@@ -24,8 +24,6 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from annotate import exports
-from annotate.models import Message
 from ml.logs import run_context
 from training import datasets, selectors, services
 from training.models import RunKind, RunStatus, TrainingRun
@@ -266,13 +264,8 @@ def _run_sample(run: TrainingRun, reporter: RunReporter) -> None:
     anchors = selectors.prompts_needing_candidates(project=run.project, limit=config.prompts, version=run.base_version)
     if not anchors:
         raise RuntimeError("No prompt needs candidates any more (their tasks were created since the run was queued).")
-    conversations = exports.Conversations()
-    conversations.load(anchors)
-    turns = [conversations.prompt(anchor, "conversational") for anchor in anchors]
-    existing: dict[int, list[str]] = {}
-    for parent, text in Message.objects.filter(parent_id__in=anchors, role="assistant").values_list("parent", "text"):
-        existing.setdefault(parent, []).append(text)
-    requests = [SampleRequest(t, existing.get(a, [])) for a, t in zip(anchors, turns, strict=True)]
+    prompts = datasets.prompts_to_sample(anchors)
+    requests = [SampleRequest(p.turns, p.existing) for p in prompts]
     reporter.log(f"{len(anchors)} prompts need candidates; {run.base_version} writes {config.replies_per_prompt} each")
     hooks = _hooks(reporter)
     drawn = sample_replies(run.base_version.artifact_path, requests, config, **hooks)
@@ -299,8 +292,8 @@ def _run_sample(run: TrainingRun, reporter: RunReporter) -> None:
         scorer = RewardScorer.load(run.reward_version.artifact_path, device=config.device)
         flat = [(i, text) for i, replies in enumerate(drawn.replies) for text in replies]
         flat += [(i, text) for i, text in enumerate(opponent) if text is not None]
-        prompts = [exports.standard_prompt(turns[i]) for i, _ in flat]
-        values = [float(v) for v in scorer.score(prompts, [text for _, text in flat])] if flat else []
+        texts = [text for _, text in flat]
+        values = [float(v) for v in scorer.score([prompts[i].reward_prompt for i, _ in flat], texts)] if flat else []
         scores = [[] for _ in anchors]
         for n, ((i, _), value) in enumerate(zip(flat, values, strict=True)):
             if n < drawn.kept:  # the new policy's replies come first, then the opponent's

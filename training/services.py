@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from annotate import exports
 from annotate import services as annotate_services
-from annotate.models import ActiveSelection, Message, Project, Task, TaskCandidate, TaskKind
+from annotate.models import ActiveSelection, Message, Project, TaskCandidate, TaskKind
 from ml.config import DPOConfig, PPOConfig, RewardConfig, SampleConfig, SFTConfig
 from training import datasets, queue, selectors
 from training.models import (
@@ -132,16 +132,14 @@ CONFIGS = {
 
 
 def config_clean(kind: str, data: dict) -> dict:
-    """A run config of `kind` with every field, defaults filled in; a bad value raises RunError naming it."""
+    """A run config of `kind` with every field, defaults filled in, as the kind's config dataclass checks it; a bad
+    value raises RunError naming its field."""
     config_class = CONFIGS[kind]
     try:
         return config_class.from_dict(data).to_dict()
     except (TypeError, ValueError) as error:
-        raise RunError(str(error), field=_field_named_in(str(error), config_class)) from None
-
-
-def reward_config_clean(data: dict) -> dict:
-    return config_clean(RunKind.REWARD, data)
+        field = getattr(error, "field", "") or _field_named_in(str(error), config_class)
+        raise RunError(str(error), field=field) from None
 
 
 def _field_named_in(message: str, config_class) -> str:
@@ -149,35 +147,121 @@ def _field_named_in(message: str, config_class) -> str:
     return next((name for name in sorted(names, key=len, reverse=True) if name in message), "")
 
 
-def run_start_reward(
+MIN_DEMONSTRATIONS = 2
+MIN_DPO_PAIRS = 2
+
+# What each kind of run takes besides its config (`run_start`'s keyword arguments).
+RUN_INPUTS = {
+    RunKind.REWARD: ("snapshot", "imported"),
+    RunKind.SFT: ("snapshot", "base_version"),
+    RunKind.DPO: ("snapshot", "base_version"),
+    RunKind.PPO: ("snapshot", "base_version", "reward_version"),
+    RunKind.SAMPLE: ("base_version", "opponent_version"),
+}
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The data a kind of run trains on: the export frozen as its snapshot, the snapshot's name, and the least
+    number of rows it needs (`what` they are, and a `hint` for when there are too few)."""
+
+    options: exports.ExportOptions
+    name: str
+    minimum: int
+    what: str
+    hint: str
+
+
+RUN_DATA = {
+    RunKind.REWARD: RunData(
+        datasets.REWARD_DATASET, "Reward model dataset", MIN_REWARD_PAIRS, "preference pairs",
+        "Collect rankings or comparisons first.",
+    ),
+    RunKind.SFT: RunData(
+        datasets.SFT_DATASET, "SFT demonstrations", MIN_DEMONSTRATIONS, "demonstrations",
+        "Collect demonstrations first.",
+    ),
+    RunKind.DPO: RunData(
+        datasets.DPO_DATASET, "DPO preference pairs", MIN_DPO_PAIRS, "preference pairs",
+        "Collect rankings or comparisons first.",
+    ),
+    RunKind.PPO: RunData(datasets.PROMPT_DATASET, "PPO prompts", 1, "prompts", "Import prompts first."),
+}  # fmt: skip
+
+
+def run_start(
     *,
+    kind: str,
     project: Project,
     config: dict,
     created_by=None,
     snapshot: DatasetSnapshot | None = None,
-    imported: str = "include",
+    base_version: ModelVersion | None = None,
+    reward_version: ModelVersion | None = None,
+    opponent_version: ModelVersion | None = None,
+    imported: str | None = None,
 ) -> TrainingRun:
-    """Queue a reward-model run on the `training` queue. Its dataset is frozen first (or the given snapshot is
-    used), so the run trains on exactly the pairs recorded with it however many arrive while it runs. `imported`:
-    the judgements imported with datasets are included (the default), excluded, or the only ones ("only": a first
-    reward model from imported data alone)."""
-    clean = reward_config_clean(config)
-    if imported not in exports.IMPORTED:
-        raise RunError(f"imported must be one of {', '.join(exports.IMPORTED)}, not {imported!r}.", field="imported")
-    options = dataclasses.replace(datasets.REWARD_DATASET, imported=imported)
-    snapshot = _snapshot_for(project, options, "Reward model dataset", snapshot, created_by)
-    pairs = datasets.reward_pair_count(snapshot)
-    if pairs < MIN_REWARD_PAIRS:
-        raise RunError(
-            f"The dataset has {pairs} preference pair{'s' if pairs != 1 else ''}; a reward model needs at least "
-            f"{MIN_REWARD_PAIRS}. Collect rankings or comparisons first.",
-            field="dataset",
-        )
-    return _run_queue(project=project, kind=RunKind.REWARD, config=clean, snapshot=snapshot, created_by=created_by)
+    """Queue a run of `kind` on the `training` queue. Its config is checked by the kind's config dataclass, which
+    fills in the defaults; a bad config or input raises RunError naming its field, and an input the kind does not
+    take (`RUN_INPUTS`) is refused.
 
+    A run that trains on data (all but sampling) freezes its dataset first, or uses the given `snapshot`, so it
+    trains on exactly the rows recorded with it however many arrive while it runs. By kind:
 
-MIN_DEMONSTRATIONS = 2
-MIN_DPO_PAIRS = 2
+    - reward: a reward model on the preference pairs. `imported`: the judgements imported with datasets are
+      included (the default), excluded, or the only ones ("only": a first reward model from imported data alone).
+    - sft: supervised fine-tuning on the demonstrations, from `config["base_model"]` or from `base_version`.
+    - dpo: DPO on the preference pairs, from `base_version`, else the newest SFT policy, else the base model.
+    - ppo: PPO on the prompts against `reward_version` (default: the serving reward model), from `base_version`
+      (default: the newest SFT policy). Starting from the embedded policy needs an SFT version: a randomly
+      initialised policy has nothing to optimise from.
+    - sample: the serving policy (or `base_version`) writes new candidates for the prompts that need them
+      (`selectors.prompts_needing_candidates`), which become ranking and A/B tasks. With `compare_previous`, the
+      policy that served before it (or `opponent_version`) writes one reply per prompt too, for head-to-head A/B
+      tasks. The serving reward model, if any, scores the new replies, and the project's active-selection rule
+      turns its scores into task priorities.
+
+    A run from a policy version records that version's root base model as its config's `base_model`."""
+    if kind not in RUN_INPUTS:
+        raise RunError(f"{kind!r} is not a run kind ({', '.join(RUN_INPUTS)}).", field="kind")
+    given = {
+        "snapshot": snapshot, "base_version": base_version, "reward_version": reward_version,
+        "opponent_version": opponent_version, "imported": imported,
+    }  # fmt: skip
+    for name, value in given.items():
+        if value is not None and name not in RUN_INPUTS[kind]:
+            raise RunError(f"A {RunKind(kind).label} run does not take {name}.", field=name)
+
+    links: dict[str, ModelVersion | None] = {}
+    if "base_version" in RUN_INPUTS[kind]:
+        if base_version is None and kind in (RunKind.DPO, RunKind.PPO):
+            base_version = newest_sft_policy(project)
+        elif base_version is None and kind == RunKind.SAMPLE:
+            base_version = serving_policy(project)
+        links["base_version"] = base_version = _policy_version(project, base_version)
+        if kind == RunKind.SAMPLE and base_version is None:
+            raise RunError(
+                "No policy is serving: promote one, or choose the version to sample from.", field="base_version"
+            )
+    clean = _lineage_config(config_clean(kind, config), base_version)
+    if kind == RunKind.PPO:
+        links["reward_version"] = _ppo_reward_version(project, clean, base_version, reward_version)
+    elif kind == RunKind.SAMPLE:
+        links |= _sample_links(project, clean, base_version, opponent_version)
+
+    data = RUN_DATA.get(kind)
+    if data is not None:
+        options = data.options
+        if kind == RunKind.REWARD:
+            imported = "include" if imported is None else imported
+            if imported not in exports.IMPORTED:
+                raise RunError(
+                    f"imported must be one of {', '.join(exports.IMPORTED)}, not {imported!r}.", field="imported"
+                )
+            options = dataclasses.replace(options, imported=imported)
+        snapshot = _snapshot_for(project, options, data.name, snapshot, created_by)
+        _require_rows(kind, snapshot, data)
+    return _run_queue(project=project, kind=kind, config=clean, snapshot=snapshot, created_by=created_by, **links)
 
 
 def _snapshot_for(
@@ -225,66 +309,27 @@ def _lineage_config(clean: dict, base_version: ModelVersion | None) -> dict:
     return clean
 
 
-def _require_rows(snapshot: DatasetSnapshot, minimum: int, what: str, hint: str) -> None:
+def _require_rows(kind: str, snapshot: DatasetSnapshot, data: RunData) -> None:
+    if kind == RunKind.REWARD:  # counted in pairs: a ranking row holds several
+        pairs = datasets.reward_pair_count(snapshot)
+        if pairs < data.minimum:
+            raise RunError(
+                f"The dataset has {pairs} preference pair{'s' if pairs != 1 else ''}; a reward model needs at least "
+                f"{data.minimum}. {data.hint}",
+                field="dataset",
+            )
+        return
     rows = datasets.snapshot_rows(snapshot)
-    if rows < minimum:
-        raise RunError(f"The dataset has {rows} {what}; this run needs at least {minimum}. {hint}", field="dataset")
+    if rows < data.minimum:
+        raise RunError(
+            f"The dataset has {rows} {data.what}; this run needs at least {data.minimum}. {data.hint}", field="dataset"
+        )
 
 
-def run_start_sft(
-    *,
-    project: Project,
-    config: dict,
-    created_by=None,
-    base_version: ModelVersion | None = None,
-    snapshot: DatasetSnapshot | None = None,
-) -> TrainingRun:
-    """Queue supervised fine-tuning on the project's demonstrations (frozen first), from `config["base_model"]`
-    or from a policy version."""
-    base_version = _policy_version(project, base_version)
-    clean = _lineage_config(config_clean(RunKind.SFT, config), base_version)
-    snapshot = _snapshot_for(project, datasets.SFT_DATASET, "SFT demonstrations", snapshot, created_by)
-    _require_rows(snapshot, MIN_DEMONSTRATIONS, "demonstrations", "Collect demonstrations first.")
-    return _run_queue(
-        project=project, kind=RunKind.SFT, config=clean, snapshot=snapshot, created_by=created_by,
-        base_version=base_version,
-    )  # fmt: skip
-
-
-def run_start_dpo(
-    *,
-    project: Project,
-    config: dict,
-    created_by=None,
-    base_version: ModelVersion | None = None,
-    snapshot: DatasetSnapshot | None = None,
-) -> TrainingRun:
-    """Queue DPO on the project's preference pairs (frozen first), from a policy version: the one given, else the
-    newest SFT policy, else `config["base_model"]`."""
-    base_version = _policy_version(project, base_version or newest_sft_policy(project))
-    clean = _lineage_config(config_clean(RunKind.DPO, config), base_version)
-    snapshot = _snapshot_for(project, datasets.DPO_DATASET, "DPO preference pairs", snapshot, created_by)
-    _require_rows(snapshot, MIN_DPO_PAIRS, "preference pairs", "Collect rankings or comparisons first.")
-    return _run_queue(
-        project=project, kind=RunKind.DPO, config=clean, snapshot=snapshot, created_by=created_by,
-        base_version=base_version,
-    )  # fmt: skip
-
-
-def run_start_ppo(
-    *,
-    project: Project,
-    config: dict,
-    created_by=None,
-    base_version: ModelVersion | None = None,
-    reward_version: ModelVersion | None = None,
-    snapshot: DatasetSnapshot | None = None,
-) -> TrainingRun:
-    """Queue PPO on the project's prompts (frozen first) against a reward model (the serving one by default), from
-    a policy version (the newest SFT policy by default). Starting from the embedded policy needs an SFT version:
-    a randomly initialised policy has nothing to optimise from."""
-    base_version = _policy_version(project, base_version or newest_sft_policy(project))
-    clean = _lineage_config(config_clean(RunKind.PPO, config), base_version)
+def _ppo_reward_version(
+    project: Project, clean: dict, base_version: ModelVersion | None, reward_version: ModelVersion | None
+) -> ModelVersion:
+    """The reward model a PPO run optimises against: the one given, else the serving one."""
     if base_version is None and clean["base_model"].startswith("embedded:"):
         raise RunError(
             "PPO starts from a fine-tuned policy: run SFT first, or name a Hugging Face model as the base.",
@@ -300,12 +345,7 @@ def run_start_ppo(
         raise RunError(f"{reward_version} is not a reward model of {project}.", field="reward_version")
     if not reward_version.artifact_path or not Path(reward_version.artifact_path).is_dir():
         raise RunError(f"{reward_version} has no checkpoint on disk.", field="reward_version")
-    snapshot = _snapshot_for(project, datasets.PROMPT_DATASET, "PPO prompts", snapshot, created_by)
-    _require_rows(snapshot, 1, "prompts", "Import prompts first.")
-    return _run_queue(
-        project=project, kind=RunKind.PPO, config=clean, snapshot=snapshot, created_by=created_by,
-        base_version=base_version, reward_version=reward_version,
-    )  # fmt: skip
+    return reward_version
 
 
 def serving_policy(project: Project) -> ModelVersion | None:
@@ -323,23 +363,12 @@ def previous_policy(project: Project, version: ModelVersion) -> ModelVersion | N
     )
 
 
-def run_start_sample(
-    *,
-    project: Project,
-    config: dict,
-    created_by=None,
-    base_version: ModelVersion | None = None,
-    opponent_version: ModelVersion | None = None,
-) -> TrainingRun:
-    """Queue a sampling run: the serving policy (or `base_version`) writes new candidates for the prompts that need
-    them (`selectors.prompts_needing_candidates`), which become ranking and A/B tasks. With `compare_previous`, the
-    policy that served before it (or `opponent_version`) writes one reply per prompt too, for head-to-head A/B
-    tasks. The serving reward model, if any, scores the new replies, and the project's active-selection rule turns
-    its scores into task priorities."""
-    base_version = _policy_version(project, base_version or serving_policy(project))
-    if base_version is None:
-        raise RunError("No policy is serving: promote one, or choose the version to sample from.", field="base_version")
-    clean = _lineage_config(config_clean(RunKind.SAMPLE, config), base_version)
+def _sample_links(
+    project: Project, clean: dict, base_version: ModelVersion, opponent_version: ModelVersion | None
+) -> dict[str, ModelVersion | None]:
+    """A sampling run's opponent (with `compare_previous`: the one given, else the policy that served before) and
+    the serving reward model that scores its replies; refused while another sampling run of the project is queued
+    or running, or when no prompt needs candidates from `base_version`."""
     if clean["compare_previous"]:
         opponent_version = _policy_version(
             project, opponent_version or previous_policy(project, base_version), "opponent_version"
@@ -361,10 +390,7 @@ def run_start_sample(
     reward_version = ModelVersion.objects.filter(
         project=project, kind=ModelKind.REWARD, status=ModelStatus.SERVING
     ).first()
-    return _run_queue(
-        project=project, kind=RunKind.SAMPLE, config=clean, created_by=created_by, base_version=base_version,
-        opponent_version=opponent_version, reward_version=reward_version,
-    )  # fmt: skip
+    return {"opponent_version": opponent_version, "reward_version": reward_version}
 
 
 def _run_queue(*, project: Project, kind: str, config: dict, snapshot=None, created_by=None, **links) -> TrainingRun:
@@ -561,24 +587,13 @@ def candidate_scores_compute(*, version: ModelVersion, batch_size: int = 256, sc
     """Score every candidate reply of the project that `version` has not scored yet (the prompt and reply
     rendered as in training) and cache the scores. Returns how many were scored."""
     scorer = scorer or _scorer_for(version)
-    todo = (
-        Message.objects.filter(project_id=version.project_id, candidate_in_tasks__isnull=False)
-        .exclude(reward_scores__model_version=version)
-        .values_list("pk", "parent_id")
-        .distinct()
-        .order_by("pk")
-    )
     scored = 0
-    conversations = exports.Conversations()
-    while batch := list(todo[:batch_size]):
-        conversations.load([m for pair in batch for m in pair])
-        prompts = [conversations.prompt(parent, "standard") for _, parent in batch]
-        replies = [conversations.text(message) for message, _ in batch]
-        scores = scorer.score(prompts, replies)
+    for batch in datasets.replies_to_score(version, batch_size=batch_size):
+        scores = scorer.score([item.prompt for item in batch], [item.reply for item in batch])
         CandidateScore.objects.bulk_create(
             [
-                CandidateScore(model_version=version, message_id=m, score=float(s))
-                for (m, _), s in zip(batch, scores, strict=True)
+                CandidateScore(model_version=version, message_id=item.message_id, score=float(score))
+                for item, score in zip(batch, scores, strict=True)
             ],
             ignore_conflicts=True,
         )
@@ -694,7 +709,7 @@ def sampled_tasks_create(*, run: TrainingRun, sampled: list[SampledPrompt], metr
         project = run.project
         anchors = Message.objects.in_bulk([item.anchor_id for item in sampled])
         score_of: dict[str, float] = {}
-        nodes: list[tuple[str, Message]] = []  # (path hash, message) to create
+        replies: list[annotate_services.NewReply] = []
         for item in sampled:
             anchor = anchors[item.anchor_id]
             written = [
@@ -704,29 +719,15 @@ def sampled_tasks_create(*, run: TrainingRun, sampled: list[SampledPrompt], metr
             if item.opponent_reply is not None:
                 written.append((item.opponent_reply, run.opponent_version_id, item.opponent_score))
             for text, author, score in written:
-                h = annotate_services.path_hash(anchor.path_hash, "assistant", text)
                 if score is not None:
-                    score_of[h] = score
-                message = Message(
-                    project=project,
-                    parent=anchor,
-                    role="assistant",
-                    text=text,
-                    depth=anchor.depth + 1,
-                    path_hash=h,
-                    author_model_id=author,
-                    metadata={"run": run.pk},
-                )
-                nodes.append((h, message))
-        existing = Message.objects.filter(
-            project=project, author_user__isnull=True, path_hash__in=[h for h, _ in nodes]
-        ).values_list("path_hash", flat=True)
-        known = set(existing)
-        fresh = {h: m for h, m in nodes if h not in known}
-        created = Message.objects.bulk_create(list(fresh.values()), batch_size=500)
-        if created and created[0].pk is None:
-            raise RuntimeError("this database backend cannot return ids from a bulk insert")
-        ids = {m.path_hash: m.pk for m in created}
+                    score_of[annotate_services.path_hash(anchor.path_hash, "assistant", text)] = score
+                replies.append(annotate_services.NewReply(anchor, text, author, {"run": run.pk}))
+        ids = annotate_services.replies_store(project, replies)
+        author_of: dict[str, int | None] = {}  # the first writer of each text, as replies_store keeps it
+        for r in replies:
+            author_of.setdefault(
+                annotate_services.path_hash(r.anchor.path_hash, "assistant", r.text), r.author_model_id
+            )
         if run.reward_version_id:
             CandidateScore.objects.bulk_create(
                 [
@@ -761,33 +762,23 @@ def sampled_tasks_create(*, run: TrainingRun, sampled: list[SampledPrompt], metr
                     planned.append((TaskKind.COMPARE, anchor.pk, pair))
                     head_to_head += 1
         scores = {m: s for h, m in ids.items() if (s := score_of.get(h)) is not None}
-        tasks, groups = [], []
-        for kind, anchor_id, group in planned:
-            tasks.append(
-                Task(
-                    project=project,
-                    kind=kind,
-                    anchor_id=anchor_id,
-                    candidates_key=annotate_services.candidates_key(group),
-                    required_labelers=project.overlap_for(kind),
-                    origin_run=run,
+        annotate_services.tasks_create(
+            project,
+            [
+                annotate_services.NewTask(
+                    kind,
+                    anchor_id,
+                    group,
                     priority=task_priority(project.active_selection, [scores.get(m) for m in group]),
                 )
-            )
-            groups.append(group)
-        Task.objects.bulk_create(tasks, batch_size=500)
-        TaskCandidate.objects.bulk_create(
-            [
-                TaskCandidate(task=task, message_id=m, position=i)
-                for task, group in zip(tasks, groups, strict=True)
-                for i, m in enumerate(group)
+                for kind, anchor_id, group in planned
             ],
-            batch_size=1000,
+            origin_run_id=run.pk,
         )
         counts = {
             "prompts": len(sampled),
-            "candidates": sum(1 for _, m in fresh.items() if m.author_model_id == run.base_version_id),
-            "opponent_candidates": sum(1 for _, m in fresh.items() if m.author_model_id == run.opponent_version_id),
+            "candidates": sum(1 for h in ids if author_of[h] == run.base_version_id),
+            "opponent_candidates": sum(1 for h in ids if author_of[h] == run.opponent_version_id),
             "rank_tasks": sum(1 for kind, _, _ in planned if kind == TaskKind.RANK),
             "compare_tasks": sum(1 for kind, _, _ in planned if kind == TaskKind.COMPARE),
             "head_to_head_tasks": head_to_head,

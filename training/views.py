@@ -17,7 +17,15 @@ from annotate.models import Project
 from annotate.permissions import role_required
 from annotate.roles import RoleName
 from training import charts, cycles, datasets, health, lineage, selectors, services
-from training.forms import DPORunForm, PPORunForm, RetrainSettingsForm, RewardRunForm, SampleRunForm, SFTRunForm
+from training.forms import (
+    DPORunForm,
+    PPORunForm,
+    RetrainSettingsForm,
+    RewardRunForm,
+    RunForm,
+    SampleRunForm,
+    SFTRunForm,
+)
 from training.models import CycleStatus, ModelKind, ModelVersion, RetrainCycle, RunKind, RunStatus
 
 
@@ -41,17 +49,8 @@ def run_reward_new(request, slug: str):
     """See the dataset a reward-model run would use, adjust its config and start it."""
     project = get_object_or_404(Project, slug=slug)
     form = RewardRunForm(request.POST or None, initial=RewardRunForm.defaults())
-    if request.method == "POST" and form.is_valid():
-        try:
-            config = {k: v for k, v in form.cleaned_data.items() if k != "imported"}
-            run = services.run_start_reward(
-                project=project, config=config, created_by=request.user, imported=form.cleaned_data["imported"]
-            )
-        except services.RunError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.message)
-        else:
-            messages.success(request, f"{run} is queued on the training queue.")
-            return redirect("rewardlab:run_detail", run_id=run.pk)
+    if request.method == "POST" and (run := _run_start(request, project, form)) is not None:
+        return redirect("rewardlab:run_detail", run_id=run.pk)
     summary = datasets.preference_summary(project)
     return render(
         request,
@@ -60,12 +59,23 @@ def run_reward_new(request, slug: str):
     )
 
 
-POLICY_RUNS = {
-    RunKind.SFT: (SFTRunForm, services.run_start_sft),
-    RunKind.DPO: (DPORunForm, services.run_start_dpo),
-    RunKind.PPO: (PPORunForm, services.run_start_ppo),
-    RunKind.SAMPLE: (SampleRunForm, services.run_start_sample),
-}
+def _run_start(request, project: Project, form: RunForm):
+    """Start the run a valid form describes and say so; None when the form or the service refused it (the error
+    is then on the form, on its field where it names one)."""
+    if not form.is_valid():
+        return None
+    try:
+        run = services.run_start(
+            kind=form.CONFIG_CLASS.KIND, project=project, config=form.config(), created_by=request.user, **form.links()
+        )
+    except services.RunError as error:
+        form.add_error(error.field if error.field in form.fields else None, error.message)
+        return None
+    messages.success(request, f"{run} is queued on the training queue.")
+    return run
+
+
+POLICY_RUNS = {RunKind.SFT: SFTRunForm, RunKind.DPO: DPORunForm, RunKind.PPO: PPORunForm, RunKind.SAMPLE: SampleRunForm}
 
 
 @role_required(RoleName.ADMIN)
@@ -75,16 +85,10 @@ def run_policy_new(request, slug: str, kind: str):
     if kind not in POLICY_RUNS:
         raise Http404("No such run kind.")
     project = get_object_or_404(Project, slug=slug)
-    form_class, start = POLICY_RUNS[kind]
+    form_class = POLICY_RUNS[kind]
     form = form_class(request.POST or None, project=project, initial=form_class.defaults(project))
-    if request.method == "POST" and form.is_valid():
-        try:
-            run = start(project=project, config=form.config(), created_by=request.user, **form.links())
-        except services.RunError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.message)
-        else:
-            messages.success(request, f"{run} is queued on the training queue.")
-            return redirect("rewardlab:run_detail", run_id=run.pk)
+    if request.method == "POST" and (run := _run_start(request, project, form)) is not None:
+        return redirect("rewardlab:run_detail", run_id=run.pk)
     summary = datasets.policy_data_summary(project, with_pairs=kind == RunKind.DPO)
     serving_reward = selectors.serving_version(project=project, kind=ModelKind.REWARD)
     serving_policy = selectors.serving_version(project=project, kind=ModelKind.POLICY)

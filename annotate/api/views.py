@@ -4,11 +4,15 @@ ImportFormatError) are turned into error bodies by `annotate.api.errors`, not ca
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.contrib.auth import get_user_model
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import GenericAPIView, ListAPIView
@@ -24,7 +28,8 @@ from annotate.api import serializers as s
 from annotate.api.errors import LockedOut
 from annotate.api.parsers import JSONLinesParser, NDJSONParser
 from annotate.api.throttling import AnonRateThrottle
-from annotate.models import Project, TaskKind
+from annotate.backends import RoleTokenAuthentication
+from annotate.models import Project
 from annotate.permissions import HasRole
 from annotate.roles import RoleName, user_has_role, user_roles
 
@@ -325,7 +330,12 @@ class AnnotationListView(GenericAPIView):
 # --- labeling -----------------------------------------------------------------------------------------------
 
 
+# Labelers' hot path: the token's query also reads the user's roles (a session is read as pages read it).
+LABELING_AUTHENTICATION = [RoleTokenAuthentication, SessionAuthentication]
+
+
 class LeaseView(APIView):
+    authentication_classes = LABELING_AUTHENTICATION
     permission_classes = [LABELER]
 
     @extend_schema(
@@ -337,24 +347,19 @@ class LeaseView(APIView):
         responses={200: s.LeaseSerializer, 204: OpenApiResponse(description="Nothing left to label for you.")},
     )
     def post(self, request, slug: str):
-        project = project_or_404(slug, active_only=True)
+        project = selectors.active_project(slug=slug)
+        if project is None:
+            raise Http404("No Project matches the given query.")
         kinds = _valid(s.LeaseKindsSerializer, request.data).get("kinds") or None
         assignment = services.task_lease_next(labeler=request.user, project=project, kinds=kinds)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        assignment = selectors.live_assignment(labeler=request.user, task_id=assignment.task_id) or assignment
         return Response(s.LeaseSerializer(selectors.labeling_task(assignment=assignment)).data)
 
 
 class SubmitView(APIView):
+    authentication_classes = LABELING_AUTHENTICATION
     permission_classes = [LABELER]
-
-    SUBMIT = {
-        TaskKind.DEMONSTRATE: services.demonstration_submit,
-        TaskKind.RANK: services.ranking_submit,
-        TaskKind.COMPARE: services.comparison_submit,
-        TaskKind.RATE: services.rating_submit,
-    }
 
     @extend_schema(
         operation_id="assignments_submit",
@@ -365,12 +370,24 @@ class SubmitView(APIView):
         responses={201: s.SubmissionSerializer, 200: s.SubmissionSerializer, **LEASE_ERRORS},
     )
     def post(self, request, assignment_id: int):
-        assignment = api_selectors.own_assignment(labeler=request.user, assignment_id=assignment_id)
-        if assignment is None:
+        token = request.data.get("client_token") if isinstance(request.data, Mapping) else None
+        target = selectors.submission_target(
+            labeler=request.user, assignment_id=assignment_id, client_token=token if isinstance(token, str) else ""
+        )
+        if target is None:
             raise services.LeaseError("This task is not leased to you.")
-        kind = assignment.task.kind
+        kind = target.task.kind
         data = _valid(s.SUBMIT_IN[kind], request.data)
-        submission = self.SUBMIT[kind](labeler=request.user, assignment_id=assignment.pk, **data)
+        client_token, time_spent_ms = data.pop("client_token"), data.pop("time_spent_ms", None)
+        submission = services.submission_submit(
+            labeler=request.user,
+            assignment_id=target.pk,
+            kind=kind,
+            data=data,
+            client_token=client_token,
+            time_spent_ms=time_spent_ms,
+            target=target,
+        )
         return Response(
             s.SubmissionSerializer(submission).data,
             status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,
@@ -378,6 +395,7 @@ class SubmitView(APIView):
 
 
 class SkipView(APIView):
+    authentication_classes = LABELING_AUTHENTICATION
     permission_classes = [LABELER]
 
     @extend_schema(

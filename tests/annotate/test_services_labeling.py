@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from annotate import services
@@ -362,20 +363,24 @@ def test_progress_counts_today_and_the_median_time(labeler, imported):
     assert progress.median_seconds_today is not None
 
 
-def test_a_stale_head_of_the_queue_falls_back_to_reading_the_queue(monkeypatch, make_user, imported):
-    """The lease reads the best task of each kind without a lock, then locks that task by its key. If its overlap
-    filled up in between (another labeler leased it), the queue is read again under the lock."""
+def test_when_no_head_is_still_open_the_queues_are_read_in_turn(monkeypatch, make_user, imported):
+    """The lease takes the best of the queues' heads in one statement; if none of them is still open by then (other
+    labelers filled or hold them), it reads the queues one by one, under the same lock."""
     ratings = list(Task.objects.filter(project=imported, kind="rate").order_by("created_at", "id"))
     full, next_best = ratings[0], ratings[1]
-    Task.objects.filter(pk=full.pk).update(taken=full.required_labelers)  # filled since the head was read
-    real_heads = services._queue_heads
+    Task.objects.filter(pk=full.pk).update(taken=full.required_labelers)  # filled since the heads were read
+    real_pick = services._heads_pick
 
-    def stale_heads(**kwargs):
-        heads = real_heads(**kwargs)
-        heads["rate"] = (-full.priority, full.created_at, full.pk)
-        return heads
+    def stale_pick(kinds, wrote):
+        key, _build = real_pick(kinds, wrote)
 
-    monkeypatch.setattr(services, "_queue_heads", stale_heads)
+        def build(*, labeler_id, project_id):  # the filled task, as its head was a moment before
+            tasks = Task.objects.filter(pk=full.pk, project_id=project_id, taken__lt=F("required_labelers"))
+            return services._locked(tasks.exclude(assignments__labeler_id=labeler_id).values("pk")[:1])
+
+        return ("stale", *key), build
+
+    monkeypatch.setattr(services, "_heads_pick", stale_pick)
     imported.kind_mix = {"rate": 1, "compare": 1}
     served = services.task_lease_next(labeler=make_user("labeler"), project=imported, kinds=["rate", "compare"])
     assert served.task != full
@@ -384,14 +389,23 @@ def test_a_stale_head_of_the_queue_falls_back_to_reading_the_queue(monkeypatch, 
     assert full.taken == full.required_labelers  # not overfilled
 
 
-def test_the_heads_of_every_kind_take_one_query_on_postgresql(labeler, imported, django_assert_max_num_queries):
-    from django.db import connection
+def test_the_best_head_of_the_kinds_below_their_share_is_served(make_user, imported):
+    best = Task.objects.filter(project=imported, kind="compare").order_by("-id").first()
+    Task.objects.filter(pk=best.pk).update(priority=5.0)
+    served = services.task_lease_next(labeler=make_user("labeler"), project=imported)
+    assert served.task == best and served.task.project is imported
 
+
+def test_what_a_lease_decides_on_is_one_query(labeler, imported, django_assert_num_queries):
     kinds = ["demonstrate", "rank", "compare", "rate"]
-    with django_assert_max_num_queries(1 if connection.vendor == "postgresql" else len(kinds)):
-        heads = services._queue_heads(labeler=labeler, project=imported, kinds=kinds, wrote=False)
-    best = {
-        kind: Task.objects.filter(project=imported, kind=kind).order_by("-priority", "created_at", "id").first()
-        for kind in kinds
-    }
-    assert {kind: head[2] for kind, head in heads.items()} == {kind: task.pk for kind, task in best.items()}
+    with django_assert_num_queries(1):
+        state = services._lease_state(labeler=labeler, project=imported, kinds=None, now=timezone.now())
+    assert (state.live, state.wrote, state.recent) == (None, False, dict.fromkeys(kinds, 0))
+    leased = lease(labeler, imported, "rank")
+    with django_assert_num_queries(1):
+        state = services._lease_state(labeler=labeler, project=imported, kinds=None, now=timezone.now())
+    assert (state.live.pk, state.live.task.pk, state.live.task.kind) == (leased.pk, leased.task_id, "rank")
+    assert state.live.task.project is imported and state.recent == {**dict.fromkeys(kinds, 0), "rank": 1}
+    with django_assert_num_queries(1):  # one kind: nothing to balance
+        state = services._lease_state(labeler=labeler, project=imported, kinds=["rank"], now=timezone.now())
+    assert state.live.pk == leased.pk and state.recent == {}

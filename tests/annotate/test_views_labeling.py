@@ -237,3 +237,62 @@ def test_home_offers_start_or_continue_labeling(lab, imported):
     assert "Start labeling" in html
     start(lab, imported, "rate")
     assert "Continue labeling" in lab.get(reverse("home")).content.decode()
+
+
+# Queries of the labeling pages, exactly, for each kind. Every request pays 2 before the view: the session, and the
+# user with their roles (one query: annotate.backends.RoleBackend). A lease is then: the project; on PostgreSQL the
+# labeler's row locked (SQLite serialises writers instead); one read of what the choice depends on (the live lease,
+# the kind mix, the queues' heads); one statement that takes the task's place and writes the lease (two on SQLite:
+# the place, then the lease). A submit: one read of the assignment with its task, project, candidates and any
+# judgement under the token; the lease ended; the judgement written (a demonstration's message first). The task page:
+# the live lease with its task and project; the conversation with the candidates; the progress counts (with every
+# kind's queue) and today's times.
+KINDS = ["demonstrate", "rank", "compare", "rate"]
+PAGE_QUERIES = 2 + 1 + 1 + 2
+
+
+def form_for(assignment, kind: str, token: str) -> dict:
+    return {
+        "demonstrate": {"text": "A careful reply."},
+        "rank": {f"rank_{m}": str(i + 1) for i, m in enumerate(shown(assignment))},
+        "compare": {"choice": "-2"},
+        "rate": {"score": "5"},
+    }[kind] | {"client_token": token, "mode": kind}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_lease_the_task_page_and_the_submits_take_an_exact_number_of_queries(
+    lab, labeler, imported, kind, django_assert_num_queries
+):
+    from django.db import connection
+
+    lock = 1 if connection.vendor == "postgresql" else 0
+    take = 1 if connection.vendor == "postgresql" else 2
+    lease = 2 + 1 + lock + 1 + take
+    submit = 2 + 1 + 1 + 1 + (1 if kind == "demonstrate" else 0)
+    start_url = reverse("annotate:label_start", args=[imported.slug]) + f"?mode={kind}"
+
+    with django_assert_num_queries(lease):
+        assert lab.get(start_url).status_code == 302
+    assignment = Assignment.objects.get(labeler=labeler, status=AssignmentStatus.ACTIVE)
+    with django_assert_num_queries(2 + 1 + lock + 1):  # the live lease, found and returned
+        assert lab.get(start_url).status_code == 302
+
+    page = reverse("annotate:label_task", args=[imported.slug, assignment.task_id]) + f"?mode={kind}"
+    with django_assert_num_queries(PAGE_QUERIES):
+        assert lab.get(page).status_code == 200
+
+    # htmx: the submit, then the next lease and its workspace, in one request.
+    form = form_for(assignment, kind, "t1")
+    with django_assert_num_queries(submit + (lease - 2 - 1) + (PAGE_QUERIES - 2 - 1)):
+        response = lab.post(submit_url(imported, assignment), form, **HTMX)
+    assert response.status_code == 200 and "HX-Push-Url" in response
+
+    following = Assignment.objects.get(labeler=labeler, status=AssignmentStatus.ACTIVE)
+    form = form_for(following, kind, "t2")
+    with django_assert_num_queries(submit):  # a plain form: the submit, then off to "take the next task"
+        response = lab.post(submit_url(imported, following), form)
+    assert response.status_code == 302 and response.url == start_url
+    with django_assert_num_queries(2 + 1 + 1):  # the same again: the judgement read back, nothing written
+        assert lab.post(submit_url(imported, following), form).status_code == 302
+    assert Assignment.objects.filter(labeler=labeler, status=AssignmentStatus.SUBMITTED).count() == 2

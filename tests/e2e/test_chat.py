@@ -43,7 +43,7 @@ def test_a_labeler_chats_three_turns_with_the_keyboard_rewrites_one_reply_and_ra
     with start_worker(
         app, pool="solo", queues=["training", "inference"], perform_ping_check=False, shutdown_timeout=60
     ):
-        run = run_services.run_start_sft(project=labeled, config=SFT_TINY, created_by=make_user(RoleName.ADMIN))
+        run = run_services.run_start(kind="sft", project=labeled, config=SFT_TINY, created_by=make_user(RoleName.ADMIN))
         run_services.model_version_promote(version=wait_for_run(run).output_version)
 
         page = page_for(labeler, password=PASSWORD)

@@ -68,7 +68,7 @@ def test_an_admin_fine_tunes_then_optimises_a_policy_by_ppo(page_for, make_user,
 
     settings.REWARDLAB_RUN_HEARTBEAT_SECONDS = 600
     backbone = tiny_reward_backbone(tmp_path / "tiny-bert")
-    reward = services.run_start_reward(project=labeled, config=tiny_config(backbone))
+    reward = services.run_start(kind="reward", project=labeled, config=tiny_config(backbone))
     assert runner.run_execute(run_id=reward.pk, worker="setup") == "succeeded"
     reward.refresh_from_db()
     services.model_version_promote(version=reward.output_version)

@@ -50,3 +50,16 @@ def test_role_groups_exist_after_migrate_with_their_permissions():
     assert perms["labeler"] == {"label"}
     assert "view_data" in perms["researcher"] and "label" not in perms["researcher"]
     assert {"manage_project", "add_project", "change_user", "view_trainingrun"} <= perms["admin"]
+
+
+def test_importing_the_project_package_loads_no_celery_until_django_is_set_up():
+    code = (
+        "import sys, rewardlab, rewardlab.logging\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'kombu', 'sqlalchemy', 'training'}))\n"
+        "import django; django.setup()\n"
+        "from celery import current_app; from django.conf import settings\n"
+        "print(current_app.main, current_app.conf.broker_url == settings.CELERY_BROKER_URL)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "rewardlab.settings"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "rewardlab True"]

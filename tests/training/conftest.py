@@ -103,11 +103,11 @@ def _error(run) -> str:
 
 @pytest.fixture
 def sft_version(taught, admin_user, no_broker):
-    run = run_services.run_start_sft(project=taught, config=SFT_TINY, created_by=admin_user)
+    run = run_services.run_start(kind="sft", project=taught, config=SFT_TINY, created_by=admin_user)
     return execute(run).output_version
 
 
 @pytest.fixture
 def serving_reward(taught, admin_user, tiny_backbone, no_broker):
-    run = execute(run_services.run_start_reward(project=taught, config=tiny_config(tiny_backbone)))
+    run = execute(run_services.run_start(kind="reward", project=taught, config=tiny_config(tiny_backbone)))
     return run_services.model_version_promote(version=run.output_version)

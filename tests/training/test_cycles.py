@@ -147,7 +147,7 @@ def test_version_checks(project, kind, metrics, problem):
 
 def test_new_data_counts_labelers_judgements_since_the_last_models_data(retraining, admin_user):
     assert cycles.new_data(retraining) == cycles.NewData(preferences=24, demonstrations=12)
-    reward = services.run_start_reward(project=retraining, config=retraining.retrain_run_configs["reward"])
+    reward = services.run_start(kind="reward", project=retraining, config=retraining.retrain_run_configs["reward"])
     runner.run_execute(run_id=reward.pk, worker="test@host")
     assert cycles.new_data(retraining) == cycles.NewData(preferences=0, demonstrations=12)
 

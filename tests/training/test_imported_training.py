@@ -26,7 +26,7 @@ def import_pairs(project, count: int):
 
 def test_a_first_reward_model_from_imported_data_alone(judged, tiny_backbone, no_broker):
     source = import_pairs(judged, 12)
-    run = run_services.run_start_reward(project=judged, config=tiny_config(tiny_backbone), imported="only")
+    run = run_services.run_start(kind="reward", project=judged, config=tiny_config(tiny_backbone), imported="only")
     assert run.snapshot.row_counts["rows"] == 12
     run = execute(run)
     metrics = run.output_version.metrics
@@ -36,11 +36,13 @@ def test_a_first_reward_model_from_imported_data_alone(judged, tiny_backbone, no
 
 def test_imported_pairs_are_counted_apart_beside_the_labelers_and_can_be_left_out(judged, tiny_backbone, no_broker):
     import_pairs(judged, 6)
-    both = run_services.run_start_reward(project=judged, config=tiny_config(tiny_backbone))
-    without = run_services.run_start_reward(project=judged, config=tiny_config(tiny_backbone), imported="exclude")
+    both = run_services.run_start(kind="reward", project=judged, config=tiny_config(tiny_backbone))
+    without = run_services.run_start(
+        kind="reward", project=judged, config=tiny_config(tiny_backbone), imported="exclude"
+    )
     assert both.snapshot.row_counts["rows"] == without.snapshot.row_counts["rows"] + 6
     metrics = execute(both).output_version.metrics
     assert metrics["pairs_by_source"]["labelers"] == without.snapshot.row_counts["rows"]
     assert DatasetSnapshot.objects.get(pk=without.snapshot_id).filter["imported"] == "exclude"
     with pytest.raises(run_services.RunError, match="imported must be one of"):
-        run_services.run_start_reward(project=judged, config=tiny_config(tiny_backbone), imported="some")
+        run_services.run_start(kind="reward", project=judged, config=tiny_config(tiny_backbone), imported="some")

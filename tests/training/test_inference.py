@@ -50,7 +50,7 @@ def test_the_previous_policy_writes_the_other_reply_when_the_project_asks(
     chatting, labeler, admin_user, sft_version, no_broker
 ):
     run_services.model_version_promote(version=sft_version)
-    newer = execute(run_services.run_start_sft(project=chatting, config=SFT_TINY, created_by=admin_user))
+    newer = execute(run_services.run_start(kind="sft", project=chatting, config=SFT_TINY, created_by=admin_user))
     run_services.model_version_promote(version=newer.output_version)
     chatting.chat_opponent = ChatOpponent.PREVIOUS
     chatting.save()

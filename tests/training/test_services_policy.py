@@ -31,7 +31,7 @@ def test_sft_freezes_the_demonstrations_and_registers_the_first_policy(taught, s
 def test_ppo_starts_from_the_newest_sft_policy_against_the_serving_reward_model(
     taught, admin_user, sft_version, serving_reward
 ):
-    run = services.run_start_ppo(project=taught, config=PPO_TINY, created_by=admin_user)
+    run = services.run_start(kind="ppo", project=taught, config=PPO_TINY, created_by=admin_user)
     assert run.base_version == sft_version and run.reward_version == serving_reward
     assert run.snapshot.filter["dataset"] == "prompts" and run.config["base_model"] == "embedded:tiny-gpt2"
     prompts = list(datasets.ppo_prompts(run.snapshot))
@@ -47,7 +47,7 @@ def test_ppo_starts_from_the_newest_sft_policy_against_the_serving_reward_model(
 
 
 def test_dpo_starts_from_the_newest_sft_policy(taught, admin_user, sft_version):
-    run = execute(services.run_start_dpo(project=taught, config=DPO_TINY, created_by=admin_user))
+    run = execute(services.run_start(kind="dpo", project=taught, config=DPO_TINY, created_by=admin_user))
     assert run.base_version == sft_version and run.output_version.parent == sft_version
     assert run.snapshot.filter["dataset"] == "preferences" and run.snapshot.filter["style"] == "conversational"
     pair = next(datasets.dpo_pairs(run.snapshot))
@@ -57,44 +57,44 @@ def test_dpo_starts_from_the_newest_sft_policy(taught, admin_user, sft_version):
 
 def test_ppo_needs_a_serving_reward_model_and_a_fine_tuned_policy(taught, admin_user, no_broker, tiny_backbone):
     with pytest.raises(services.RunError) as error:
-        services.run_start_ppo(project=taught, config=PPO_TINY)
+        services.run_start(kind="ppo", project=taught, config=PPO_TINY)
     assert error.value.field == "base_version" and "run SFT first" in error.value.message
     with pytest.raises(services.RunError) as error:
-        services.run_start_ppo(project=taught, config={**PPO_TINY, "base_model": "gpt2"})
+        services.run_start(kind="ppo", project=taught, config={**PPO_TINY, "base_model": "gpt2"})
     assert error.value.field == "reward_version" and "No reward model is serving" in error.value.message
     assert not TrainingRun.objects.exists()
 
 
 def test_bad_configs_and_versions_name_their_field(taught, no_broker, judged, sft_version):
     with pytest.raises(services.RunError) as error:
-        services.run_start_sft(project=taught, config={"lora_r": -1})
+        services.run_start(kind="sft", project=taught, config={"lora_r": -1})
     assert error.value.field == "lora_r"
     with pytest.raises(services.RunError) as error:
-        services.run_start_ppo(project=taught, config={"cliprange": 0})
+        services.run_start(kind="ppo", project=taught, config={"cliprange": 0})
     assert error.value.field == "cliprange"
     with pytest.raises(services.RunError) as error:
-        services.run_start_dpo(project=taught, config={"surprise": 1})
+        services.run_start(kind="dpo", project=taught, config={"surprise": 1})
     assert "unknown dpo config field" in error.value.message
     with pytest.raises(services.RunError) as error:
-        services.run_start_sft(project=judged, config=SFT_TINY, base_version=sft_version)
+        services.run_start(kind="sft", project=judged, config=SFT_TINY, base_version=sft_version)
     assert error.value.field == "base_version"
 
 
 def test_too_few_demonstrations_is_refused_with_the_count(judged, no_broker):
     with pytest.raises(services.RunError) as error:
-        services.run_start_sft(project=judged, config=SFT_TINY)
+        services.run_start(kind="sft", project=judged, config=SFT_TINY)
     assert error.value.field == "dataset" and "has 0 demonstrations" in error.value.message
 
 
 def test_a_snapshot_of_another_dataset_is_refused(taught, no_broker):
     other = services.snapshot_freeze(project=taught, options=datasets.REWARD_DATASET).snapshot
     with pytest.raises(services.RunError) as error:
-        services.run_start_sft(project=taught, config=SFT_TINY, snapshot=other)
+        services.run_start(kind="sft", project=taught, config=SFT_TINY, snapshot=other)
     assert error.value.field == "snapshot" and "needs sft" in error.value.message
 
 
 def test_a_failing_policy_run_registers_nothing_and_leaves_no_files(taught, no_broker, artifacts):
-    run = services.run_start_sft(project=taught, config={**SFT_TINY, "max_length": 100_000})
+    run = services.run_start(kind="sft", project=taught, config={**SFT_TINY, "max_length": 100_000})
     assert runner.run_execute(run_id=run.pk, worker="test@host") == RunStatus.FAILED
     run.refresh_from_db()
     assert "max_length must be <=" in run.error and run.output_version is None

@@ -19,7 +19,9 @@ def queued(judged, admin_user, tiny_backbone, django_capture_on_commit_callbacks
     sent = []
     monkeypatch.setattr("training.queue.run_send", lambda run_id, task_id: sent.append(((run_id,), task_id)))
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.run_start_reward(project=judged, config=tiny_config(tiny_backbone), created_by=admin_user)
+        run = services.run_start(
+            kind="reward", project=judged, config=tiny_config(tiny_backbone), created_by=admin_user
+        )
     return run, sent
 
 
@@ -35,14 +37,28 @@ def test_starting_a_reward_run_freezes_its_dataset_and_queues_it_after_commit(qu
 
 def test_a_bad_config_names_its_field(judged):
     with pytest.raises(services.RunError) as error:
-        services.run_start_reward(project=judged, config={"learning_rate": -1})
+        services.run_start(kind="reward", project=judged, config={"learning_rate": -1})
     assert error.value.field == "learning_rate" and not TrainingRun.objects.exists()
 
 
 def test_a_project_without_pairs_cannot_train(project, artifacts):
     with pytest.raises(services.RunError, match="0 preference pairs") as error:
-        services.run_start_reward(project=project, config={})
+        services.run_start(kind="reward", project=project, config={})
     assert error.value.field == "dataset" and not TrainingRun.objects.exists()
+
+
+def test_run_start_refuses_an_unknown_kind_and_inputs_the_kind_does_not_take(judged):
+    with pytest.raises(services.RunError) as error:
+        services.run_start(kind="rlhf", project=judged, config={})
+    assert error.value.field == "kind"
+    policy = ModelVersion(project=judged, kind=ModelKind.POLICY, version=1, base_model="x")
+    for kind, inputs in [("reward", {"base_version": policy}), ("sample", {"snapshot": object()}),
+                         ("sft", {"opponent_version": policy}), ("dpo", {"imported": "only"})]:  # fmt: skip
+        with pytest.raises(services.RunError) as error:
+            services.run_start(kind=kind, project=judged, config={}, **inputs)
+        [name] = inputs
+        assert error.value.field == name and f"does not take {name}" in error.value.message
+    assert not TrainingRun.objects.exists()
 
 
 def test_a_run_is_claimed_once(queued):

@@ -25,7 +25,7 @@ def serving_policy(sft_version):
 
 
 def test_a_sampling_run_turns_new_replies_into_ranking_and_ab_tasks(taught, serving_policy, serving_reward, admin_user):
-    run = services.run_start_sample(project=taught, config=SAMPLE_TINY, created_by=admin_user)
+    run = services.run_start(kind="sample", project=taught, config=SAMPLE_TINY, created_by=admin_user)
     assert run.kind == RunKind.SAMPLE and run.base_version == serving_policy and run.reward_version == serving_reward
     assert run.opponent_version is None  # no policy served before this one
     run = execute(run)
@@ -56,9 +56,11 @@ def test_a_sampling_run_turns_new_replies_into_ranking_and_ab_tasks(taught, serv
 
 def test_the_new_policy_meets_the_one_that_served_before_head_to_head(taught, sft_version, admin_user):
     services.model_version_promote(version=sft_version)
-    newer = execute(services.run_start_sft(project=taught, config=SFT_TINY, base_version=sft_version)).output_version
+    newer = execute(
+        services.run_start(kind="sft", project=taught, config=SFT_TINY, base_version=sft_version)
+    ).output_version
     services.model_version_promote(version=newer)
-    run = services.run_start_sample(project=taught, config=SAMPLE_TINY, created_by=admin_user)
+    run = services.run_start(kind="sample", project=taught, config=SAMPLE_TINY, created_by=admin_user)
     assert run.base_version == newer and run.opponent_version == sft_version
     run = execute(run)
     head_to_head = [
@@ -74,30 +76,30 @@ def test_the_new_policy_meets_the_one_that_served_before_head_to_head(taught, sf
 
 def test_sampling_needs_a_policy_and_prompts_that_need_candidates(taught, sft_version, admin_user):
     with pytest.raises(services.RunError) as error:
-        services.run_start_sample(project=taught, config=SAMPLE_TINY)
+        services.run_start(kind="sample", project=taught, config=SAMPLE_TINY)
     assert error.value.field == "base_version" and "No policy is serving" in error.value.message
     services.model_version_promote(version=sft_version)
     with pytest.raises(services.RunError) as error:
-        services.run_start_sample(project=taught, config={**SAMPLE_TINY, "temperature": 0})
+        services.run_start(kind="sample", project=taught, config={**SAMPLE_TINY, "temperature": 0})
     assert error.value.field == "temperature"
-    run = services.run_start_sample(project=taught, config=SAMPLE_TINY)
+    run = services.run_start(kind="sample", project=taught, config=SAMPLE_TINY)
     with pytest.raises(services.RunError, match="queued or running"):
-        services.run_start_sample(project=taught, config=SAMPLE_TINY)
+        services.run_start(kind="sample", project=taught, config=SAMPLE_TINY)
     execute(run)
     with pytest.raises(services.RunError) as error:  # policy-v1 has written replies to all 12 prompts
-        services.run_start_sample(project=taught, config=SAMPLE_TINY)
+        services.run_start(kind="sample", project=taught, config=SAMPLE_TINY)
     assert error.value.field == "dataset" and "No prompt needs candidates from policy-v1" in error.value.message
 
 
 def test_a_crashed_sampling_run_adds_no_candidates_and_no_tasks(taught, sft_version, monkeypatch):
     services.model_version_promote(version=sft_version)
-    run = services.run_start_sample(project=taught, config=SAMPLE_TINY)
+    run = services.run_start(kind="sample", project=taught, config=SAMPLE_TINY)
     before = (Message.objects.count(), Task.objects.count())
 
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("training.services.TaskCandidate.objects.bulk_create", crash)
+    monkeypatch.setattr("annotate.bulk.insert", crash)  # the task candidates, once the tasks are written
     assert runner.run_execute(run_id=run.pk, worker="test@host") == RunStatus.FAILED
     run.refresh_from_db()
     assert "disk full" in run.error and (Message.objects.count(), Task.objects.count()) == before

@@ -46,7 +46,7 @@ def leftovers(artifacts: Path) -> list[Path]:
 
 
 def test_a_training_worker_trains_and_registers_a_reward_model(judged, admin_user, tiny_backbone):
-    run = services.run_start_reward(project=judged, config=tiny_config(tiny_backbone), created_by=admin_user)
+    run = services.run_start(kind="reward", project=judged, config=tiny_config(tiny_backbone), created_by=admin_user)
     candidates = Message.objects.filter(project=judged, candidate_in_tasks__isnull=False).distinct().count()
     with start_worker(app, pool="solo", queues=["training"], perform_ping_check=False, shutdown_timeout=60):
         finished = wait_for(lambda: status_of(run) in (RunStatus.SUCCEEDED, RunStatus.FAILED))
@@ -127,7 +127,7 @@ def test_the_loop_on_a_real_worker_from_labelers_judgements_to_new_tasks(taught,
 
 def test_cancel_stops_a_running_run_at_the_next_step(judged, admin_user, tiny_backbone, artifacts):
     config = tiny_config(tiny_backbone, epochs=200, batch_size=2)
-    run = services.run_start_reward(project=judged, config=config, created_by=admin_user)
+    run = services.run_start(kind="reward", project=judged, config=config, created_by=admin_user)
     with start_worker(app, pool="solo", queues=["training"], perform_ping_check=False, shutdown_timeout=60):
         assert wait_for(lambda: TrainingRun.objects.get(pk=run.pk).progress_step > 0)
         services.run_cancel(run=run)
@@ -165,8 +165,11 @@ def _stop(worker: subprocess.Popen) -> None:
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="a worker process needs a database it can share")
 def test_a_killed_worker_leaves_a_failed_run_and_no_half_model(judged, admin_user, tiny_backbone, artifacts):
-    long_run = services.run_start_reward(
-        project=judged, config=tiny_config(tiny_backbone, epochs=200, batch_size=2), created_by=admin_user
+    long_run = services.run_start(
+        kind="reward",
+        project=judged,
+        config=tiny_config(tiny_backbone, epochs=200, batch_size=2),
+        created_by=admin_user,
     )
     name = f"killed-{os.getpid()}@test"
     worker = _worker(name, artifacts)
@@ -184,7 +187,9 @@ def test_a_killed_worker_leaves_a_failed_run_and_no_half_model(judged, admin_use
         assert not ModelVersion.objects.exists() and leftovers(artifacts) == []
 
         # And trains the next run.
-        retry = services.run_start_reward(project=judged, config=tiny_config(tiny_backbone), created_by=admin_user)
+        retry = services.run_start(
+            kind="reward", project=judged, config=tiny_config(tiny_backbone), created_by=admin_user
+        )
         assert wait_for(lambda: status_of(retry) in (RunStatus.SUCCEEDED, RunStatus.FAILED), timeout=180)
         retry.refresh_from_db()
         assert retry.status == RunStatus.SUCCEEDED, retry.error

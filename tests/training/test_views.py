@@ -104,9 +104,10 @@ def test_the_new_run_page_shows_the_dataset_and_starts_a_run(
 def test_a_bad_config_is_shown_on_its_field_and_starts_nothing(client, admin_user, judged, no_broker):
     client.force_login(admin_user)
     url = reverse("rewardlab:run_reward_new", args=[judged.slug])
-    data = {**tiny_config("tiny"), "learning_rate": 1e-4, "eval_share": 0.9}
+    data = {**tiny_config("tiny"), "learning_rate": 1e-4, "eval_share": 1.0}  # the config takes < 1
     page = client.post(url, data)
-    assert page.status_code == 200 and 'data-error="eval_share"' in page.content.decode()
+    html = page.content.decode()
+    assert page.status_code == 200 and 'data-error="eval_share"' in html and "less than 1.0" in html
     assert not TrainingRun.objects.exists() and no_broker == []
 
 

@@ -17,13 +17,6 @@ from annotate.api.views import ADMIN, RESEARCHER, project_or_404
 from training import services
 from training.models import ModelKind, ModelVersion, RunKind, TrainingRun
 
-STARTERS = {
-    RunKind.REWARD: services.run_start_reward,
-    RunKind.SFT: services.run_start_sft,
-    RunKind.PPO: services.run_start_ppo,
-    RunKind.DPO: services.run_start_dpo,
-    RunKind.SAMPLE: services.run_start_sample,
-}
 # Which version links each kind takes, and the kind of model each must be.
 LINKS = {
     RunKind.REWARD: {},
@@ -117,12 +110,10 @@ class ProjectRunListView(APIView):
                 raise ValidationError({name: [f"No {ModelKind(model_kind).label.lower()} #{version_id} in {project}."]})
             links[name] = version
         config = data.validated_data["config"]
-        if "imported" in data.validated_data:
-            if kind != RunKind.REWARD:
-                raise ValidationError({"imported": [f"A {RunKind(kind).label} run does not take imported."]})
+        if "imported" in data.validated_data:  # run_start refuses it for a kind that does not take it
             links["imported"] = data.validated_data["imported"]
         try:
-            run = STARTERS[kind](project=project, config=config, created_by=request.user, **links)
+            run = services.run_start(kind=kind, project=project, config=config, created_by=request.user, **links)
         except services.RunError as error:
             raise ValidationError({error.field or "non_field_errors": [error.message]}) from None
         return Response(RunSerializer(_run_or_404(run.pk)).data, status=status.HTTP_201_CREATED)

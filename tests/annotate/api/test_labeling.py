@@ -159,3 +159,45 @@ def test_lease_and_submit_cost_a_bounded_number_of_queries(as_labeler, imported,
     with django_assert_max_num_queries(12):
         response = submit(as_labeler, leased["assignment"]["id"], {"score": 3, "client_token": "tok-q"})
     assert response.status_code == 201
+
+
+# Queries of the labeling API, exactly, for each kind. Every request pays 1 before the view: the token with its user
+# and their roles (annotate.backends.RoleTokenAuthentication). A lease is then: the project; on PostgreSQL the
+# labeler's row locked (SQLite serialises writers instead); one read of what the choice depends on (the live lease,
+# the kind mix, the queues' heads); one statement that takes the task's place and writes the lease (two on SQLite);
+# the conversation with the candidates. A submit: one read of the assignment with its task, project, candidates and
+# any judgement under the token; the lease ended; the judgement written (a demonstration's message first).
+SUBMIT_BODIES = {
+    "demonstrate": lambda lease: {"text": "Tides come from the moon."},
+    "rank": lambda lease: {"tiers": [[c["id"]] for c in lease["candidates"]]},
+    "compare": lambda lease: {"choice": -3},
+    "rate": lambda lease: {"score": 6},
+}
+
+
+@pytest.mark.parametrize("kind", list(SUBMIT_BODIES))
+def test_a_lease_and_a_submit_take_an_exact_number_of_queries(as_labeler, imported, kind, django_assert_num_queries):
+    from django.db import connection
+
+    lock = 1 if connection.vendor == "postgresql" else 0
+    take = 1 if connection.vendor == "postgresql" else 2
+    with django_assert_num_queries(1 + 1 + lock + 1 + take + 1):
+        leased = lease(as_labeler, imported, kind).json()
+    with django_assert_num_queries(1 + 1 + lock + 1 + 1):  # the live lease, found and returned
+        assert lease(as_labeler, imported, kind).json()["assignment"]["id"] == leased["assignment"]["id"]
+    body = {**SUBMIT_BODIES[kind](leased), "client_token": f"tok-{kind}"}
+    with django_assert_num_queries(1 + 1 + 1 + 1 + (1 if kind == "demonstrate" else 0)):
+        assert submit(as_labeler, leased["assignment"]["id"], body).status_code == 201
+    with django_assert_num_queries(1 + 1 + 1):  # the same again: the judgement read back, nothing written
+        assert submit(as_labeler, leased["assignment"]["id"], body).status_code == 200
+
+
+def test_a_lease_from_the_whole_kind_mix_takes_as_many_queries(as_labeler, imported, django_assert_num_queries):
+    from django.db import connection
+
+    lock, take = (1, 1) if connection.vendor == "postgresql" else (0, 2)
+    for _ in range(3):  # the mix's kinds in turn, each read with the rest of the lease's state
+        with django_assert_num_queries(1 + 1 + lock + 1 + take + 1):
+            leased = lease(as_labeler, imported).json()
+        body = {**SUBMIT_BODIES[leased["kind"]](leased), "client_token": f"tok-{leased['task']}"}
+        assert submit(as_labeler, leased["assignment"]["id"], body).status_code == 201
