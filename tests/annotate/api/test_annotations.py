@@ -96,8 +96,8 @@ def test_judgements_paginate_across_kinds(as_researcher, judged):
 
 def test_a_page_of_judgements_costs_one_query_per_kind_on_it(as_researcher, judged, django_assert_num_queries):
     project, *_ = judged
-    # token and user (1), the roles held (1), project (1), count (1), page (1), one per kind (4)
-    with django_assert_num_queries(9):
+    # token, user and the roles they hold (1), project (1), count (1), page (1), one per kind (4)
+    with django_assert_num_queries(8):
         assert len(annotations(as_researcher, project)["results"]) == 8
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(5):
         assert len(annotations(as_researcher, project, kind="rate")["results"]) == 2
