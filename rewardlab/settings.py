@@ -116,6 +116,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # answering a poll) makes another thread's write fail at once ("table is locked") instead of waiting.
     DATABASES["default"].setdefault("TEST", {}).setdefault("NAME", str(VAR_DIR / "test-rewardlab.sqlite3"))
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DATABASE_SERVER_SIDE_BINDING", True
+):
+    # Parameters bound by the server, so psycopg prepares a statement it has run a few times (the labeling path's
+    # queries are then planned once per connection). Needs session-level connections (not PgBouncer's transaction
+    # pooling).
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
