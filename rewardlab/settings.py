@@ -117,11 +117,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("TEST", {}).setdefault("NAME", str(VAR_DIR / "test-rewardlab.sqlite3"))
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
-    "DATABASE_SERVER_SIDE_BINDING", True
+    "DATABASE_SERVER_SIDE_BINDING", False
 ):
     # Parameters bound by the server, so psycopg prepares a statement it has run a few times (the labeling path's
     # queries are then planned once per connection). Needs session-level connections (not PgBouncer's transaction
-    # pooling).
+    # pooling). Off by default: alternated with it off in bench/labeler_load.py, the gain was within the noise.
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
