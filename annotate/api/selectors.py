@@ -13,7 +13,6 @@ from rest_framework.authtoken.models import Token
 
 from annotate.models import (
     Annotation,
-    Assignment,
     Comparison,
     Demonstration,
     Project,
@@ -134,11 +133,6 @@ def annotations_for_page(rows: list[tuple[str, datetime, int]]) -> list[Annotati
             objects = objects.select_related("message")
         loaded.update(((kind, obj.pk), obj) for obj in objects)
     return [loaded[(kind, pk)] for kind, _created_at, pk in rows]
-
-
-def own_assignment(*, labeler, assignment_id: int) -> Assignment | None:
-    """The labeler's assignment with this id, whatever its state (the services judge the state)."""
-    return Assignment.objects.select_related("task").filter(pk=assignment_id, labeler=labeler).first()
 
 
 def user_list() -> QuerySet:
