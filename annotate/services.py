@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -375,6 +376,10 @@ class NewReply:
     author_model_id: int | None
     metadata: dict = field(default_factory=dict)
 
+    @functools.cached_property
+    def path_hash(self) -> str:
+        return path_hash(self.anchor.path_hash, "assistant", self.text)
+
 
 def replies_store(project: Project, replies: Sequence[NewReply]) -> dict[str, int]:
     """Store model-written replies as assistant messages under their anchors, skipping any the project has already
@@ -382,7 +387,7 @@ def replies_store(project: Project, replies: Sequence[NewReply]) -> dict[str, in
     written, by path hash. The caller holds the transaction."""
     nodes: dict[str, NewReply] = {}
     for reply in replies:
-        nodes.setdefault(path_hash(reply.anchor.path_hash, "assistant", reply.text), reply)
+        nodes.setdefault(reply.path_hash, reply)
     known = set(
         Message.objects.filter(project=project, author_user__isnull=True, path_hash__in=list(nodes)).values_list(
             "path_hash", flat=True

@@ -709,6 +709,7 @@ def sampled_tasks_create(*, run: TrainingRun, sampled: list[SampledPrompt], metr
         project = run.project
         anchors = Message.objects.in_bulk([item.anchor_id for item in sampled])
         score_of: dict[str, float] = {}
+        author_of: dict[str, int | None] = {}  # the first writer of each text, as replies_store keeps it
         replies: list[annotate_services.NewReply] = []
         for item in sampled:
             anchor = anchors[item.anchor_id]
@@ -719,15 +720,12 @@ def sampled_tasks_create(*, run: TrainingRun, sampled: list[SampledPrompt], metr
             if item.opponent_reply is not None:
                 written.append((item.opponent_reply, run.opponent_version_id, item.opponent_score))
             for text, author, score in written:
+                reply = annotate_services.NewReply(anchor, text, author, {"run": run.pk})
+                replies.append(reply)
+                author_of.setdefault(reply.path_hash, author)
                 if score is not None:
-                    score_of[annotate_services.path_hash(anchor.path_hash, "assistant", text)] = score
-                replies.append(annotate_services.NewReply(anchor, text, author, {"run": run.pk}))
+                    score_of[reply.path_hash] = score
         ids = annotate_services.replies_store(project, replies)
-        author_of: dict[str, int | None] = {}  # the first writer of each text, as replies_store keeps it
-        for r in replies:
-            author_of.setdefault(
-                annotate_services.path_hash(r.anchor.path_hash, "assistant", r.text), r.author_model_id
-            )
         if run.reward_version_id:
             CandidateScore.objects.bulk_create(
                 [
